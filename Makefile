@@ -1,0 +1,31 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test test-all bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+
+# Reinstall only when the packaging changes; the editable install picks up code edits by itself.
+$(STAMP): setup.py | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(PY) -m pytest -q tests
+
+# The slow tier too (long videos, 4K): minutes more.
+test-all: install
+	$(PY) -m pytest -q -m "slow or not slow" tests
+
+bench: install
+	$(PY) bench/decode.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache
