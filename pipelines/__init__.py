@@ -1,0 +1,1 @@
+"""Beam pipelines over the `vidclass` library: the only package that imports apache_beam."""

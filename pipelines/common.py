@@ -1,0 +1,79 @@
+"""What both pipelines need from Beam: flag checking, laptop defaults, progress on stderr."""
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+import threading
+import time
+
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, StandardOptions,
+                                                  _BeamArgumentParser)
+
+
+def reject_unknown_flags(flags: list[str]) -> None:
+    """Beam only warns about flags it does not know and drops them; a typo like `--num-shard 4` would
+    then silently do nothing. Fail instead, with a suggestion."""
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        cls._add_argparse_args(parser)  # pylint: disable=protected-access
+    _, unknown = parser.parse_known_args(flags)
+    bad = [a for a in unknown if a.startswith("-")]
+    if bad:
+        known = [o for a in parser._actions for o in a.option_strings]  # pylint: disable=protected-access
+        hints = [f"{b} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(b.split("=")[0], known, 1))
+                 else b for b in bad]
+        raise SystemExit(f"error: unrecognized arguments: {', '.join(hints)}")
+
+
+def print_help(prog: str, doc: str, options_cls: type[PipelineOptions]) -> None:
+    """Help for a pipeline subcommand: its own flags, then a pointer to Beam's."""
+    import argparse
+    parser = argparse.ArgumentParser(prog=prog, description=doc.strip().splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    options_cls._add_argparse_args(parser)  # pylint: disable=protected-access
+    parser.print_help()
+    print("\nBeam's own flags pass through: --runner (default DirectRunner on all cores), "
+          "--direct_num_workers, --direct_running_mode,\n--project, --region, --temp_location, "
+          "--setup_file, --sdk_container_image, ... (see README 'Running on Dataflow').")
+
+
+def is_direct(options: PipelineOptions) -> bool:
+    runner = options.view_as(StandardOptions).runner
+    return runner is None or str(runner).lower() in ("direct", "directrunner", "prismrunner", "prism")
+
+
+def laptop_defaults(options: PipelineOptions, flags: list[str]) -> None:
+    """On the DirectRunner, use every core by default: threads, since decoding runs in child processes
+    and OpenCV releases the GIL (measured: 2 threads 8.2 s vs 15.2 s in_memory for 40 videos)."""
+    if not is_direct(options):
+        return
+    direct = options.view_as(DirectOptions)
+    if not any(f.startswith("--direct_running_mode") for f in flags):
+        direct.direct_running_mode = "multi_threading"
+    if not any(f.startswith("--direct_num_workers") for f in flags):
+        direct.direct_num_workers = os.cpu_count() or 1
+    if options.view_as(StandardOptions).runner is None:
+        options.view_as(StandardOptions).runner = "DirectRunner"
+
+
+class Progress:
+    """Videos done / total on stderr, at most every few seconds; shared by the threads of one process."""
+
+    def __init__(self, what: str, total: int, every_s: float = 3.0):
+        self.what, self.total, self.every_s = what, total, every_s
+        self.done = self.failed = 0
+        self._start = self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def tick(self, failed: bool = False) -> None:
+        with self._lock:
+            self.done += 1
+            self.failed += failed
+            now = time.monotonic()
+            if now - self._last < self.every_s and self.done != self.total:
+                return
+            self._last = now
+            rate = self.done / max(now - self._start, 1e-9)
+            print(f"{self.what}: {self.done}/{self.total or '?'} videos ({self.failed} failed), "
+                  f"{rate:.1f} videos/s", file=sys.stderr, flush=True)

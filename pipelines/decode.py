@@ -1,0 +1,65 @@
+"""The decode step shared by both pipelines: a thin DoFn over `vidclass.isolation`."""
+from __future__ import annotations
+
+import time
+from typing import Any, Iterator
+
+import apache_beam as beam
+
+from pipelines.common import Progress
+from vidclass import errors
+from vidclass.isolation import WorkerPool
+from vidclass.sampling import SamplingSpec
+from vidclass.video import Clips, DecodeLimits
+
+FAILED = "failed"
+_NS = "vidclass"
+
+
+class DecodeVideos(beam.DoFn):
+    """(task with `.uri`) -> (task, Clips) on the main output, or (task, Failure) on `failed`.
+
+    Each DoFn instance owns decoder child processes (one per thread), started in `setup` and reused, so a
+    hang or crash costs one video and the process start-up is paid once per worker, not per video.
+    """
+
+    def __init__(self, spec: SamplingSpec, limits: DecodeLimits, what: str = "decode", total: int = 0,
+                 run_token: str = ""):
+        self.spec, self.limits, self.what, self.total, self.run_token = spec, limits, what, total, run_token
+        self._ok = beam.metrics.Metrics.counter(_NS, "videos_ok")
+        self._failed = beam.metrics.Metrics.counter(_NS, "videos_failed")
+        self._frames = beam.metrics.Metrics.counter(_NS, "frames_decoded")
+        self._decode_ms = beam.metrics.Metrics.distribution(_NS, "decode_ms")
+
+    def setup(self) -> None:
+        self._pool = WorkerPool()
+        self._progress = _progress_for(self.what, self.total, self.run_token)
+
+    def process(self, task: Any) -> Iterator[Any]:
+        start = time.monotonic()
+        out = self._pool.worker().sample(task.uri, self.spec, self.limits)
+        self._decode_ms.update(int((time.monotonic() - start) * 1000))
+        if isinstance(out, errors.Failure):
+            self._failed.inc()
+            beam.metrics.Metrics.counter(_NS, f"failed_{out.code}").inc()
+            self._progress.tick(failed=True)
+            yield beam.pvalue.TaggedOutput(FAILED, (task, out))
+            return
+        assert isinstance(out, Clips)
+        self._ok.inc()
+        self._frames.inc(out.info.frames_decoded)
+        self._progress.tick()
+        yield task, out
+
+    def teardown(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.close()
+
+
+_PROGRESS: dict[str, Progress] = {}
+
+
+def _progress_for(what: str, total: int, run_token: str) -> Progress:
+    """One progress line per run and process, however many DoFn instances the runner makes."""
+    return _PROGRESS.setdefault(run_token, Progress(what, total))

@@ -1,0 +1,73 @@
+"""Output directories that appear whole: write into a hidden staging folder, then swap in, `_SUCCESS` last.
+
+A rerun into the same directory leaves exactly that run's files: files an earlier run owned (other shard
+counts, an old failures table) are removed at the swap, and leftovers of a killed run (staging folders,
+Beam's `beam-temp-*`) are cleared when the next run begins. Only files matching the caller's patterns are
+ever deleted, so pointing `--output` at a folder with other things in it loses nothing else.
+"""
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+import uuid
+from typing import Iterable
+
+import fsspec
+
+SUCCESS = "_SUCCESS"
+_STAGING_PREFIX = ".staging-"
+_LEFTOVERS = (_STAGING_PREFIX + "*", "beam-temp-*")
+
+
+def _fs(directory: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, root = fsspec.core.url_to_fs(directory)
+    return fs, root.rstrip("/")
+
+
+def _url(directory: str, name: str) -> str:
+    return directory.rstrip("/") + "/" + name
+
+
+def _names(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
+    if not fs.exists(root):
+        return []
+    return [posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)]
+
+
+def begin(directory: str) -> str:
+    """Make `directory`, stop readers trusting its old contents, clear a killed run's leftovers; return a
+    fresh staging folder (a URL under `directory`) for this run to write into."""
+    fs, root = _fs(directory)
+    fs.makedirs(root, exist_ok=True)
+    for name in _names(fs, root):
+        if name == SUCCESS:
+            fs.rm(posixpath.join(root, name))
+        elif any(fnmatch.fnmatch(name, pat) for pat in _LEFTOVERS):
+            fs.rm(posixpath.join(root, name), recursive=True)
+    staging = _url(directory, f"{_STAGING_PREFIX}{uuid.uuid4().hex[:12]}")
+    fs.makedirs(fsspec.core.url_to_fs(staging)[1], exist_ok=True)
+    return staging
+
+
+def commit(directory: str, staging: str, owned: Iterable[str], keep_out: Iterable[str] = (),
+           success: bool = True) -> list[str]:
+    """Replace the files of `directory` matching `owned` with those of `staging` (minus `keep_out`),
+    drop the staging folder, and write `_SUCCESS` last when `success`. Returns the names now present."""
+    fs, root = _fs(directory)
+    _, stage_root = _fs(staging)
+    owned, keep_out = tuple(owned), tuple(keep_out)
+    new = [n for n in _names(fs, stage_root)
+           if not any(fnmatch.fnmatch(n, p) for p in keep_out) and not n.startswith("beam-temp-")]
+    for name in _names(fs, root):
+        if name not in new and any(fnmatch.fnmatch(name, pat) for pat in owned):
+            fs.rm(posixpath.join(root, name), recursive=True)
+    for name in new:
+        dest = posixpath.join(root, name)
+        if fs.exists(dest):
+            fs.rm(dest, recursive=True)
+        fs.mv(posixpath.join(stage_root, name), dest, recursive=True)
+    fs.rm(stage_root, recursive=True)
+    if success:
+        with fs.open(posixpath.join(root, SUCCESS), "w") as f:
+            f.write("")
+    return sorted(new)
