@@ -24,6 +24,8 @@ from vidclass.video import Clips, DecodeLimits
 
 DEFAULT_TARGET = "vidclass.video:sample_video"
 # FFmpeg and OpenCV print a line per damaged packet; over a large archive that drowns the real logs.
+_READY = "ready"
+_START_TIMEOUT_S = 120.0  # a cold machine importing OpenCV; separate from any video's own timeout
 _QUIET_ENV = {"OPENCV_LOG_LEVEL": "ERROR", "OPENCV_FFMPEG_LOGLEVEL": "-8"}
 
 
@@ -35,6 +37,8 @@ def _resolve(target: str) -> Callable[..., Any]:
 def _serve(read_fd: int, write_fd: int) -> None:
     """The child's loop: receive (target, args), answer with the result or a `Failure`."""
     requests, replies = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+    _resolve(DEFAULT_TARGET)  # import the decoder before saying ready, so start-up is not billed to a video
+    replies.send(_READY)
     while True:
         try:
             target, args = requests.recv()
@@ -74,6 +78,9 @@ class DecodeWorker:
         os.close(to_parent_w)
         self._requests = Connection(to_child_w, readable=False)
         self._replies = Connection(to_parent_r, writable=False)
+        if not self._replies.poll(_START_TIMEOUT_S) or self._replies.recv() != _READY:
+            self.close()
+            raise RuntimeError(f"the decoder process did not start within {_START_TIMEOUT_S:g} s")
 
     def close(self) -> None:
         """Stop the child (killed outright: it may be stuck in a system call that ignores anything gentler)."""
@@ -103,10 +110,10 @@ class DecodeWorker:
 
     def call(self, timeout_s: float, uri: str, *args: Any) -> Any:
         """Run `target(uri, *args)` in the child; a `Failure` comes back for timeouts and crashes."""
-        if self._proc is None or self._proc.poll() is not None:
-            self.close()
-            self._start()
         try:
+            if self._proc is None or self._proc.poll() is not None:
+                self.close()
+                self._start()
             self._requests.send((self.target, (uri, *args)))
             if not self._replies.poll(timeout_s):
                 self.close()

@@ -22,6 +22,7 @@ from vidclass.resize import resize_frame
 from vidclass.sampling import SamplingSpec, padded_frames, sample_indices
 
 _SANE_COUNT = 10**8  # headers report -2^63 for images and garbage for broken files
+_END_AFTER_MISSES = 64  # consecutive failed grabs that mean the stream has ended
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,11 +115,17 @@ def _decode_pass(path: str, uri: str, wanted: set[int], spec: SamplingSpec, limi
     """
     cap = _open(path, uri)
     kept: dict[int, tuple[np.ndarray, int]] = {}
-    n, last_ts = 0, 0.0
+    n, last_ts, misses = 0, 0.0, 0
     try:
         while stop_after is None or n <= stop_after:
             if not cap.grab():
-                break
+                # grab() also fails on a packet the decoder rejects mid-stream; the frames after it still
+                # decode. Only a run of failures means the end (at the real end each try is instant).
+                misses += 1
+                if misses >= _END_AFTER_MISSES:
+                    break
+                continue
+            misses = 0
             ts = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
             last_ts = ts if math.isfinite(ts) else last_ts
             if max(last_ts, n / fps_hint) > limits.max_duration_s:
