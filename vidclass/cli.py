@@ -6,8 +6,12 @@ pipeline subcommands import Beam.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+
+PIPELINES = {"preprocess": "videos -> TFRecord shards per split (Beam)",
+             "infer": "videos -> one Parquet prediction row per video (Beam)"}
 
 
 def _add_probe(sub) -> None:
@@ -22,32 +26,109 @@ def _add_probe(sub) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per video on stdout")
 
 
-def _add_passthrough(sub, name: str, help: str) -> None:
-    """Pipeline subcommands: every flag (vidclass's and Beam's) goes to the pipeline's own parser."""
-    p = sub.add_parser(name, help=help, add_help=False)
-    p.add_argument("-h", "--help", action="store_true")
+def _add_inspect(sub) -> None:
+    p = sub.add_parser("inspect", help="contact sheet and counts of a preprocessed dataset")
+    p.add_argument("dataset", metavar="DATASET")
+    p.add_argument("--out", default=None, help="PNG path (default DATASET/contact_sheet.png)")
+    p.add_argument("--split", default=None, help="split to show (default: train, else the first)")
+    p.add_argument("--per-class", type=int, default=3, help="clips shown per class")
+    p.add_argument("--frames", type=int, default=8, help="frames shown per clip")
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model on a dataset; writes a model bundle; resumable")
+    p.add_argument("--data", required=True, metavar="DATASET")
+    p.add_argument("--model-dir", required=True, metavar="MODEL_DIR")
+    p.add_argument("--model", default="r2plus1d", help="r2plus1d (default), frame_cnn, cnn_gru, c3d, mobilenet_gru")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--class-weights", choices=("auto", "on", "off"), default="auto")
+    p.add_argument("--frames", type=int, default=None, help="frames the model takes (default: all of a clip)")
+    p.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs (needs a val split)")
+    p.add_argument("--no-flip", action="store_true", help="no horizontal flips (direction-sensitive classes)")
+    p.add_argument("--no-crop", action="store_true", help="no random crops")
+    p.add_argument("--no-color", action="store_true", help="no brightness/contrast jitter")
+    p.add_argument("--no-temporal-jitter", action="store_true", help="always the centre frames")
+    p.add_argument("--mixed-precision", action="store_true")
+    p.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"), default="default")
+    p.add_argument("--weights", default=None, help="local ImageNet weights file for mobilenet_gru")
+    p.add_argument("--model-config", default="{}", help="JSON of model options, e.g. '{\"width\": 2}'")
+    p.add_argument("--no-cache", action="store_true", help="do not cache records in memory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace a finished model in MODEL_DIR")
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="accuracy, per-class scores and confusion matrix on a split")
+    p.add_argument("--data", required=True, metavar="DATASET")
+    p.add_argument("--model-dir", required=True, metavar="MODEL_DIR")
+    p.add_argument("--split", default="test")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--json", action="store_true", help="one JSON object with the results on stdout")
 
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="vidclass", description="Batch video classification on TF and Beam.")
     sub = ap.add_subparsers(dest="command", required=True)
     _add_probe(sub)
-    _add_passthrough(sub, "preprocess", "videos -> TFRecord shards per split (Beam)")
+    for name, help_text in PIPELINES.items():
+        # every flag, vidclass's and Beam's, goes to the pipeline's own parser
+        sub.add_parser(name, help=help_text, add_help=False).add_argument("-h", "--help", action="store_true")
+    _add_inspect(sub)
+    _add_train(sub)
+    _add_evaluate(sub)
     return ap
+
+
+def _train(args) -> int:
+    from vidclass.data import Augment
+    from vidclass.train import TrainConfig, train
+    model_config = json.loads(args.model_config)
+    if args.weights:
+        model_config["weights"] = args.weights
+    cfg = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+                      learning_rate=args.learning_rate, label_smoothing=args.label_smoothing,
+                      class_weights=args.class_weights, frames=args.frames, patience=args.patience,
+                      augment=Augment(crop=not args.no_crop, flip=not args.no_flip, color=not args.no_color,
+                                      temporal=not args.no_temporal_jitter),
+                      mixed_precision=args.mixed_precision, strategy=args.strategy, model_config=model_config,
+                      cache=not args.no_cache, seed=args.seed)
+    train(args.data, args.model_dir, cfg, overwrite=args.overwrite)
+    return 0
+
+
+def _evaluate(args) -> int:
+    from vidclass.evaluate import evaluate, report
+    result = evaluate(args.data, args.model_dir, args.split, args.batch_size)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(report(result))
+    print(f"evaluate: confusion_matrix.png/.csv and metrics.json in {args.model_dir}", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     # TensorFlow's C++ start-up chatter (oneDNN, CUDA probes) buries the summaries users need to read.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args, extra = parser().parse_known_args(argv)
-    if args.command in ("probe",) and extra:
+    if args.command in PIPELINES:
+        import importlib
+        return importlib.import_module(f"pipelines.{args.command}").main(extra, args.help)
+    if extra:
         parser().error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.command == "preprocess":
-        from pipelines import preprocess
-        return preprocess.main(extra, args.help)
     if args.command == "probe":
         from vidclass import probe
         return probe.main(args)
+    if args.command == "inspect":
+        from vidclass import contact_sheet
+        return contact_sheet.main(args)
+    if args.command == "train":
+        return _train(args)
+    if args.command == "evaluate":
+        return _evaluate(args)
     raise AssertionError(args.command)
 
 
