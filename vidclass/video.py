@@ -107,13 +107,14 @@ def _open(path: str, uri: str) -> cv2.VideoCapture:
 
 
 def _decode_pass(path: str, uri: str, wanted: set[int], spec: SamplingSpec, limits: DecodeLimits,
-                 fps_hint: float, stop_after: int | None) -> tuple[int, dict[int, tuple[np.ndarray, int]], float]:
+                 fps_hint: float, stop_after: int | None, cap: cv2.VideoCapture | None = None
+                 ) -> tuple[int, dict[int, tuple[np.ndarray, int]], float]:
     """One sequential pass: `grab()` every frame, `retrieve()` and resize only the wanted ones.
 
     Returns frames seen, {index: (rgb, timestamp_us)} and the last timestamp in seconds. Memory stays
-    flat: only the wanted frames are kept, already resized.
+    flat: only the wanted frames are kept, already resized. Takes over (and releases) `cap` if given.
     """
-    cap = _open(path, uri)
+    cap = cap or _open(path, uri)
     kept: dict[int, tuple[np.ndarray, int]] = {}
     n, last_ts, misses = 0, 0.0, 0
     try:
@@ -149,7 +150,7 @@ def _decode_pass(path: str, uri: str, wanted: set[int], spec: SamplingSpec, limi
 def sample_video(uri: str, spec: SamplingSpec, limits: DecodeLimits = DecodeLimits()) -> Clips:
     """Decode `uri` and return its clips per `spec`; raises `VideoError` with a stable code.
 
-    Frames are counted by decoding to the end of the stream (headers lie: VFR files claim twice their
+    Frames are counted by decoding to the end of the stream (headers lie: a VFR Matroska file claimed 3x its
     frames, truncated files claim frames that never decode). The header count only guesses which frames
     to keep on the way; where the guess was wrong, a second pass fetches the frames the real count asks for.
     """
@@ -159,15 +160,15 @@ def sample_video(uri: str, spec: SamplingSpec, limits: DecodeLimits = DecodeLimi
         header_fps = cap.get(cv2.CAP_PROP_FPS)
         width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         codec = _fourcc(cap)
-        cap.release()
         if width * height > limits.max_pixels:
+            cap.release()
             raise errors.VideoError(errors.TOO_LARGE, uri,
                                     f"{width}x{height} frames exceed the {limits.max_pixels} pixel limit")
         header_count = header if 0 < header < _SANE_COUNT else None
         fps_ok = math.isfinite(header_fps) and 0 < header_fps <= 1000
         fps_hint = header_fps if fps_ok else 25.0
         guess = sample_indices(header_count, spec, fps_hint) if header_count else np.zeros((0, 0), np.int64)
-        n, kept, last_ts = _decode_pass(path, uri, set(guess.ravel().tolist()), spec, limits, fps_hint, None)
+        n, kept, last_ts = _decode_pass(path, uri, set(guess.ravel().tolist()), spec, limits, fps_hint, None, cap)
         if n == 0:
             raise errors.VideoError(errors.NO_FRAMES, uri, f"opens (codec {codec!r}, header claims "
                                     f"{header_count or 0} frames) but no frame decodes; this OpenCV/FFmpeg build "
