@@ -14,6 +14,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["vidclass", "vidclass.*", "pipelines", "pipelines.*"]),
     install_requires=[
         "tensorflow>=2.21,<2.22",
+        "tensorboard>=2.20,<3",  # TF 2.21 no longer pulls it in; training writes TensorBoard logs
         "apache-beam>=2.77,<2.78",
         "opencv-python-headless>=4.10,<6",
         "numpy>=1.26,<3",

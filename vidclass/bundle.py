@@ -1,0 +1,115 @@
+"""The model bundle written by `train` and read by `evaluate`, `infer` and `predict`.
+
+`bundle.json` carries the labels and the dataset's `SamplingSpec`, so inference decodes and samples
+exactly as training did, with no frame flags from the user. `model_version` is a hash of `model.keras`:
+predictions name the exact weights that made them, and `--skip-scored` knows when a model changed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import posixpath
+from typing import Any
+
+import fsspec
+
+import vidclass
+from vidclass.labels import LabelMap
+from vidclass.sampling import SamplingSpec
+
+MODEL_FILE = "model.keras"
+BUNDLE_JSON = "bundle.json"
+METRICS_JSON = "metrics.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Bundle:
+    """What a trained model needs to be used: labels, sampling, and the frames it takes."""
+
+    labels: LabelMap
+    spec: SamplingSpec
+    model_name: str
+    model_config: dict[str, Any]
+    model_frames: int
+    model_version: str
+    dataset: str = ""
+    vidclass_version: str = vidclass.__version__
+    created_at: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "labels": self.labels.to_list(), "sampling": self.spec.to_dict(), "model": self.model_name,
+            "model_config": self.model_config, "model_frames": self.model_frames,
+            "model_version": self.model_version, "dataset": self.dataset, "vidclass_version": self.vidclass_version,
+            "created_at": self.created_at or datetime.datetime.now(datetime.timezone.utc).isoformat()}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Bundle":
+        d = json.loads(text)
+        return cls(labels=LabelMap(tuple(d["labels"])), spec=SamplingSpec.from_dict(d["sampling"]),
+                   model_name=d["model"], model_config=d["model_config"], model_frames=d["model_frames"],
+                   model_version=d["model_version"], dataset=d.get("dataset", ""),
+                   vidclass_version=d.get("vidclass_version", ""), created_at=d.get("created_at", ""))
+
+
+def _join(model_dir: str, name: str) -> str:
+    return model_dir.rstrip("/") + "/" + name
+
+
+def file_hash(url: str) -> str:
+    """Short content hash of a file (the model's version)."""
+    h = hashlib.sha256()
+    with fsspec.open(url, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def write(model_dir: str, bundle: Bundle) -> None:
+    with fsspec.open(_join(model_dir, BUNDLE_JSON), "w") as f:
+        f.write(bundle.to_json())
+
+
+def load(model_dir: str) -> Bundle:
+    """The bundle's description; a clear error when the directory holds no finished model."""
+    fs, root = fsspec.core.url_to_fs(model_dir)
+    for name in (BUNDLE_JSON, MODEL_FILE):
+        if not fs.exists(posixpath.join(root, name)):
+            raise FileNotFoundError(f"{model_dir} is not a model bundle (no {name}); train one with "
+                                    "`vidclass train --data DATASET --model-dir MODEL_DIR`")
+    with fs.open(posixpath.join(root, BUNDLE_JSON), "r") as f:
+        return Bundle.from_json(f.read())
+
+
+def load_model(model_dir: str):
+    """The Keras model, loaded with safe mode on (no arbitrary code from the file is run)."""
+    import keras
+
+    import vidclass.models  # noqa: F401  registers vidclass's layers for deserialisation
+    fs, root = fsspec.core.url_to_fs(model_dir)
+    path = posixpath.join(root, MODEL_FILE)
+    if fs.protocol not in ("file", ("file", "local")) and "file" not in fs.protocol:
+        import tempfile
+        local = tempfile.NamedTemporaryFile(suffix=".keras", delete=False).name
+        fs.get(path, local)
+        path = local
+    return keras.models.load_model(path, safe_mode=True, compile=False)
+
+
+def read_metrics(model_dir: str) -> dict[str, Any]:
+    fs, root = fsspec.core.url_to_fs(model_dir)
+    path = posixpath.join(root, METRICS_JSON)
+    if not fs.exists(path):
+        return {}
+    with fs.open(path, "r") as f:
+        return json.load(f)
+
+
+def update_metrics(model_dir: str, section: str, values: dict[str, Any]) -> None:
+    """Add or replace one section (`train`, `test`, ...) of metrics.json, keeping the others."""
+    metrics = read_metrics(model_dir)
+    metrics[section] = values
+    with fsspec.open(_join(model_dir, METRICS_JSON), "w") as f:
+        json.dump(metrics, f, indent=2)
