@@ -1,6 +1,7 @@
 """What both pipelines need from Beam: flag checking, laptop defaults, progress on stderr."""
 from __future__ import annotations
 
+import argparse
 import difflib
 import os
 import sys
@@ -11,7 +12,7 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
                                                   _BeamArgumentParser)
 
 
-def reject_unknown_flags(flags: list[str]) -> None:
+def reject_unknown_flags(flags: list[str], ours: tuple[str, ...] = ()) -> None:
     """Beam only warns about flags it does not know and drops them; a typo like `--num-shard 4` would
     then silently do nothing. Fail instead, with a suggestion."""
     parser = _BeamArgumentParser(allow_abbrev=False)
@@ -20,18 +21,32 @@ def reject_unknown_flags(flags: list[str]) -> None:
     _, unknown = parser.parse_known_args(flags)
     bad = [a for a in unknown if a.startswith("-")]
     if bad:
-        known = [o for a in parser._actions for o in a.option_strings]  # pylint: disable=protected-access
+        known = [*ours, *(o for a in parser._actions for o in a.option_strings)]  # pylint: disable=protected-access
         hints = [f"{b} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(b.split("=")[0], known, 1))
                  else b for b in bad]
         raise SystemExit(f"error: unrecognized arguments: {', '.join(hints)}")
 
 
-def print_help(prog: str, doc: str, options_cls: type[PipelineOptions]) -> None:
+def parse(prog: str, flags: list[str], add_arguments) -> tuple[argparse.Namespace, PipelineOptions]:
+    """vidclass's flags by our own parser, the rest by Beam's (checked, so a typo is an error).
+
+    Our flags are not a PipelineOptions subclass on purpose: Beam parses every subclass in the process
+    on every PipelineOptions it makes, so two pipelines' `--input` would collide, and workers would
+    be sent flags they never use."""
+    parser = argparse.ArgumentParser(prog=prog, allow_abbrev=False)
+    add_arguments(parser)
+    ours, rest = parser.parse_known_args(flags)
+    reject_unknown_flags(rest, tuple(o for a in parser._actions for o in a.option_strings))
+    options = PipelineOptions(rest)
+    laptop_defaults(options, rest)
+    return ours, options
+
+
+def print_help(prog: str, doc: str, add_arguments) -> None:
     """Help for a pipeline subcommand: its own flags, then a pointer to Beam's."""
-    import argparse
     parser = argparse.ArgumentParser(prog=prog, description=doc.strip().splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    options_cls._add_argparse_args(parser)  # pylint: disable=protected-access
+    add_arguments(parser)
     parser.print_help()
     print("\nBeam's own flags pass through: --runner (default DirectRunner on all cores), "
           "--direct_num_workers, --direct_running_mode,\n--project, --region, --temp_location, "

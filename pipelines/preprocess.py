@@ -45,35 +45,30 @@ OWNED = ("*-?????-of-?????.tfrecord", "*-?????-of-?????.tfrecord.gz", dataset.DA
          dataset.LABELS_TXT, dataset.FAILURES, "videos.parquet", "contact_sheet.png")
 
 
-class PreprocessOptions(beam.options.pipeline_options.PipelineOptions):
-    """vidclass's own flags; Beam's (`--runner`, `--project`, ...) are parsed by Beam beside them.
-
-    Nothing here is `required=True`: Beam parses every options class on every PipelineOptions it makes,
-    on workers too, so `run` checks the required ones itself."""
-
-    @classmethod
-    def _add_argparse_args(cls, parser):
-        parser.add_argument("--input", help="class folders, glob, manifest (.csv/.jsonl) or official split files")
-        parser.add_argument("--output", help="dataset directory to write (local path or gs://, s3://)")
-        parser.add_argument("--num-frames", "--num_frames", dest="num_frames", type=int, default=16)
-        parser.add_argument("--size", type=int, default=112)
-        parser.add_argument("--clips-per-video", "--clips_per_video", dest="clips_per_video", type=int, default=1)
-        parser.add_argument("--stride", type=int, default=None,
-                            help="frame step inside a clip; default spreads each clip over the whole video")
-        parser.add_argument("--target-fps", "--target_fps", dest="target_fps", type=float, default=None)
-        parser.add_argument("--resize", choices=("crop", "pad", "stretch"), default="crop")
-        parser.add_argument("--split", default="train=0.8,val=0.1,test=0.1",
-                            help="fractions for inputs without a given split, by a stable hash of the group")
-        parser.add_argument("--split-number", "--split_number", dest="split_number", type=int, default=1,
-                            help="which official split (UCF101/HMDB51 list files)")
-        parser.add_argument("--num-shards", "--num_shards", dest="num_shards", type=int, default=0,
-                            help="shards per split (default: sized to ~150 MB each)")
-        parser.add_argument("--compression", choices=("none", "gzip"), default="none",
-                            help="GZIP shrinks JPEG shards ~5%% but makes writing ~40x slower")
-        parser.add_argument("--jpeg-quality", "--jpeg_quality", dest="jpeg_quality", type=int, default=90)
-        parser.add_argument("--timeout", type=float, default=300.0, help="seconds per video")
-        parser.add_argument("--max-error-rate", "--max_error_rate", dest="max_error_rate", type=float,
-                            default=0.5, help="fail the run when a larger share of videos is unusable")
+def add_arguments(parser) -> None:
+    """vidclass's own flags; Beam's (`--runner`, `--project`, ...) pass through to Beam."""
+    parser.add_argument("--input", required=True,
+                        help="class folders, glob, manifest (.csv/.jsonl) or official split files")
+    parser.add_argument("--output", required=True, help="dataset directory to write (local path or gs://, s3://)")
+    parser.add_argument("--num-frames", "--num_frames", dest="num_frames", type=int, default=16)
+    parser.add_argument("--size", type=int, default=112)
+    parser.add_argument("--clips-per-video", "--clips_per_video", dest="clips_per_video", type=int, default=1)
+    parser.add_argument("--stride", type=int, default=None,
+                        help="frame step inside a clip; default spreads each clip over the whole video")
+    parser.add_argument("--target-fps", "--target_fps", dest="target_fps", type=float, default=None)
+    parser.add_argument("--resize", choices=("crop", "pad", "stretch"), default="crop")
+    parser.add_argument("--split", default="train=0.8,val=0.1,test=0.1",
+                        help="fractions for inputs without a given split, by a stable hash of the group")
+    parser.add_argument("--split-number", "--split_number", dest="split_number", type=int, default=1,
+                        help="which official split (UCF101/HMDB51 list files)")
+    parser.add_argument("--num-shards", "--num_shards", dest="num_shards", type=int, default=0,
+                        help="shards per split (default: sized to ~150 MB each)")
+    parser.add_argument("--compression", choices=("none", "gzip"), default="none",
+                        help="GZIP shrinks JPEG shards ~5%% but makes writing ~40x slower")
+    parser.add_argument("--jpeg-quality", "--jpeg_quality", dest="jpeg_quality", type=int, default=90)
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per video")
+    parser.add_argument("--max-error-rate", "--max_error_rate", dest="max_error_rate", type=float,
+                        default=0.5, help="fail the run when a larger share of videos is unusable")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,7 +166,7 @@ def shard_counts(tasks: list[Task], spec: SamplingSpec, num_shards: int) -> dict
             for s, n in counts.items()}
 
 
-def plan_tasks(opts: PreprocessOptions) -> tuple[list[Task], list[errors.Failure], LabelMap, str]:
+def plan_tasks(opts) -> tuple[list[Task], list[errors.Failure], LabelMap, str]:
     """Discover inputs and fix each one's label index and split (given, or by a stable group hash)."""
     found = discovery.discover(opts.input, labelled=True, split_number=opts.split_number)
     labels = LabelMap.from_names(found.labels())
@@ -183,13 +178,7 @@ def plan_tasks(opts: PreprocessOptions) -> tuple[list[Task], list[errors.Failure
 
 def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> int:
     """Preprocess; returns the exit status (0 when the run completed, even with per-video failures)."""
-    flags = list(sys.argv[1:] if argv is None else argv)
-    common.reject_unknown_flags(flags)
-    options = beam.options.pipeline_options.PipelineOptions(flags)
-    opts = options.view_as(PreprocessOptions)
-    if not opts.input or not opts.output:
-        raise SystemExit("error: preprocess needs --input IN and --output DATASET")
-    common.laptop_defaults(options, flags)
+    opts, options = common.parse("vidclass preprocess", list(sys.argv[1:] if argv is None else argv), add_arguments)
     spec = SamplingSpec(num_frames=opts.num_frames, clips_per_video=opts.clips_per_video, stride=opts.stride,
                         target_fps=opts.target_fps, size=opts.size, resize=opts.resize)
     started = time.monotonic()
@@ -218,7 +207,7 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
 def main(flags: list[str], want_help: bool = False) -> int:
     """`vidclass preprocess`: vidclass's flags and Beam's together."""
     if want_help:
-        common.print_help("vidclass preprocess", __doc__, PreprocessOptions)
+        common.print_help("vidclass preprocess", __doc__, add_arguments)
         return 0
     return run(flags)
 

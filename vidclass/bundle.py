@@ -34,6 +34,7 @@ class Bundle:
     model_config: dict[str, Any]
     model_frames: int
     model_version: str
+    jpeg_quality: int = 90  # the dataset's: inference round-trips frames through the same JPEG as training
     dataset: str = ""
     vidclass_version: str = vidclass.__version__
     created_at: str = ""
@@ -42,7 +43,8 @@ class Bundle:
         return json.dumps({
             "labels": self.labels.to_list(), "sampling": self.spec.to_dict(), "model": self.model_name,
             "model_config": self.model_config, "model_frames": self.model_frames,
-            "model_version": self.model_version, "dataset": self.dataset, "vidclass_version": self.vidclass_version,
+            "model_version": self.model_version, "jpeg_quality": self.jpeg_quality, "dataset": self.dataset,
+            "vidclass_version": self.vidclass_version,
             "created_at": self.created_at or datetime.datetime.now(datetime.timezone.utc).isoformat()}, indent=2)
 
     @classmethod
@@ -50,7 +52,8 @@ class Bundle:
         d = json.loads(text)
         return cls(labels=LabelMap(tuple(d["labels"])), spec=SamplingSpec.from_dict(d["sampling"]),
                    model_name=d["model"], model_config=d["model_config"], model_frames=d["model_frames"],
-                   model_version=d["model_version"], dataset=d.get("dataset", ""),
+                   model_version=d["model_version"], jpeg_quality=d.get("jpeg_quality", 90),
+                   dataset=d.get("dataset", ""),
                    vidclass_version=d.get("vidclass_version", ""), created_at=d.get("created_at", ""))
 
 

@@ -69,6 +69,17 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object with the results on stdout")
 
 
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="label a handful of videos without Beam (same decode and model path)")
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="files, folders (searched recursively) or globs")
+    p.add_argument("--model-dir", required=True, metavar="MODEL_DIR")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=16, help="clips per model call")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per video")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="videos decoded at once")
+    p.add_argument("--json", action="store_true", help="one JSON object per video on stdout")
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="vidclass", description="Batch video classification on TF and Beam.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -79,6 +90,7 @@ def parser() -> argparse.ArgumentParser:
     _add_inspect(sub)
     _add_train(sub)
     _add_evaluate(sub)
+    _add_predict(sub)
     return ap
 
 
@@ -129,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         return _train(args)
     if args.command == "evaluate":
         return _evaluate(args)
+    if args.command == "predict":
+        from vidclass import predict
+        return predict.main(args)
     raise AssertionError(args.command)
 
 

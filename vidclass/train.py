@@ -86,7 +86,9 @@ def _previous_history(path: str) -> list[dict[str, float]]:
         return []
     import csv
     with open(path) as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        # CSVLogger writes "NA" for a metric missing in an epoch
+        return [{k: float(v) if v not in ("", "NA") else float("nan") for k, v in row.items()}
+                for row in csv.DictReader(f)]
 
 
 def _check_resume_config(ckpt_dir: str, cfg: TrainConfig, data_dir: str) -> bool:
@@ -180,7 +182,8 @@ def _write_bundle(model, model_dir, ckpt_dir, data_dir, info, cfg, frames, histo
     history = _dedupe_history(history_path)
     b = bundle.Bundle(labels=info.labels, spec=info.spec, model_name=cfg.model,
                       model_config={**cfg.model_config, "frames": frames}, model_frames=frames,
-                      model_version=bundle.file_hash(model_path), dataset=os.path.abspath(data_dir))
+                      model_version=bundle.file_hash(model_path), jpeg_quality=info.jpeg_quality,
+                      dataset=os.path.abspath(data_dir))
     bundle.write(model_dir, b)
     last = history[-1] if history else {}
     best_row = min(history, key=lambda r: r.get("val_loss", r["loss"])) if history else {}
