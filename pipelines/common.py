@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
+import json
 import os
 import sys
 import threading
 import time
 
+import apache_beam as beam
+import fsspec
 from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, StandardOptions,
                                                   _BeamArgumentParser)
 
@@ -72,6 +76,14 @@ def laptop_defaults(options: PipelineOptions, flags: list[str]) -> None:
         options.view_as(StandardOptions).runner = "DirectRunner"
 
 
+def decoder_threads(options: PipelineOptions) -> int:
+    """FFmpeg threads per video: 1 where several videos decode at once (each extra thread per video cost
+    ~15% CPU and contended for the cores, measured), FFmpeg's own choice for a single worker."""
+    if is_direct(options) and (options.view_as(DirectOptions).direct_num_workers or 1) <= 1:
+        return 0
+    return 1
+
+
 class Progress:
     """Videos done / total on stderr, at most every few seconds; shared by the threads of one process."""
 
@@ -92,3 +104,22 @@ class Progress:
             rate = self.done / max(now - self._start, 1e-9)
             print(f"{self.what}: {self.done}/{self.total or '?'} videos ({self.failed} failed), "
                   f"{rate:.1f} videos/s", file=sys.stderr, flush=True)
+
+
+TASKS_FILE = "tasks.jsonl"
+
+
+def add_run_limits(parser: argparse.ArgumentParser) -> None:
+    """The per-video and per-run failure limits both pipelines take."""
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per video before it is a timeout")
+    parser.add_argument("--max-error-rate", "--max_error_rate", dest="max_error_rate", type=float, default=0.5,
+                        help="fail the run when a larger share of videos cannot be used")
+
+
+def stage_tasks(pipeline: beam.Pipeline, staging: str, tasks: list, task_cls: type):
+    """The launcher's task list, written as JSON lines under the run's staging folder and read back as a
+    PCollection: an in-graph `Create` of a Kinetics-size list would exceed Dataflow's job-graph limit."""
+    with fsspec.open(f"{staging}/{TASKS_FILE}", "w") as f:
+        f.writelines(json.dumps(dataclasses.asdict(t)) + "\n" for t in tasks)
+    return (pipeline | "ReadTasks" >> beam.io.ReadFromText(f"{staging}/{TASKS_FILE}")
+            | "ParseTasks" >> beam.Map(lambda line: task_cls(**json.loads(line))))

@@ -11,7 +11,6 @@ with the same model and content carry their earlier row over instead of being de
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import sys
@@ -27,7 +26,7 @@ from pipelines import common
 from pipelines.decode import FAILED, DecodeVideos
 from pipelines.infer_report import finalize
 from vidclass import bundle, discovery, errors, outdir, predictions
-from vidclass.video import Clips, DecodeLimits, VideoInfo
+from vidclass.video import DecodeLimits, VideoInfo
 
 ROWS_PER_SHARD = 500_000
 OWNED = ("predictions-*.parquet",)
@@ -48,9 +47,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=5)
     parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=16,
                         help="clips per model call")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per video")
-    parser.add_argument("--max-error-rate", "--max_error_rate", dest="max_error_rate", type=float,
-                        default=0.5, help="fail the run when a larger share of videos cannot be scored")
+    common.add_run_limits(parser)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,14 +197,12 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     print(f"infer: {len(tasks) + len(refused)} videos with {b.model_name} {b.model_version} (run {run_id}) -> {opts.output}",
           file=sys.stderr)
     staging = outdir.begin(opts.output)
-    with fsspec.open(f"{staging}/tasks.jsonl", "w") as f:
-        f.writelines(json.dumps(dataclasses.asdict(t)) + "\n" for t in tasks)
-    plan = Plan(staging, opts.model_dir, b, spec, DecodeLimits(timeout_s=opts.timeout), run_id, opts.top_k,
+    limits = DecodeLimits(timeout_s=opts.timeout, threads=common.decoder_threads(options))
+    plan = Plan(staging, opts.model_dir, b, spec, limits, run_id, opts.top_k,
                 opts.batch_size, max(1, math.ceil(len(tasks) / ROWS_PER_SHARD)), len(tasks), opts.skip_scored,
                 tuple(refused))
     pipeline = test_pipeline or beam.Pipeline(options=options)
-    task_pc = (pipeline | "ReadTasks" >> beam.io.ReadFromText(f"{staging}/tasks.jsonl")
-               | "ParseTasks" >> beam.Map(lambda line: Task(**json.loads(line))))
+    task_pc = common.stage_tasks(pipeline, staging, tasks, Task)
     build(task_pc, plan)
     result = pipeline.run()
     result.wait_until_finish()

@@ -7,6 +7,7 @@ import sys
 import fsspec
 import pyarrow.parquet as pq
 
+from pipelines.common import TASKS_FILE
 from vidclass import outdir
 
 
@@ -34,7 +35,7 @@ def finalize(opts, plan, inputs: int, elapsed: float) -> int:
     scored = len(rows) - sum(failed.values()) - carried
     error_rate = sum(failed.values()) / max(1, len(rows))
     ok = scored + carried > 0 and error_rate <= opts.max_error_rate
-    outdir.commit(opts.output, plan.staging, OWNED, keep_out=("tasks.jsonl",), success=ok)
+    outdir.commit(opts.output, plan.staging, OWNED, keep_out=(TASKS_FILE,), success=ok)
     lines = [f"infer: done in {elapsed:.1f} s: {len(rows)} videos -> {scored} scored, {sum(failed.values())} "
              f"failed, {carried} carried over from {plan.prior or '-'} "
              f"({(scored + sum(failed.values())) / max(elapsed, 1e-9):.1f} videos/s)"]

@@ -10,7 +10,6 @@ checks the counts reconcile, writes `dataset.json` and swaps the result in, `_SU
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import sys
@@ -19,7 +18,6 @@ import uuid
 from typing import Iterator
 
 import apache_beam as beam
-import fsspec
 import pyarrow as pa
 
 from pipelines import common
@@ -66,9 +64,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--compression", choices=("none", "gzip"), default="none",
                         help="GZIP shrinks JPEG shards ~5%% but makes writing ~40x slower")
     parser.add_argument("--jpeg-quality", "--jpeg_quality", dest="jpeg_quality", type=int, default=90)
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per video")
-    parser.add_argument("--max-error-rate", "--max_error_rate", dest="max_error_rate", type=float,
-                        default=0.5, help="fail the run when a larger share of videos is unusable")
+    common.add_run_limits(parser)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,10 +76,6 @@ class Task:
     label: str
     label_index: int
     split: str
-
-    @classmethod
-    def from_json(cls, line: str) -> "Task":
-        return cls(**json.loads(line))
 
 
 def encode_records(element: tuple[Task, Clips], spec: SamplingSpec, jpeg_quality: int) -> Iterator:
@@ -189,14 +181,12 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
         return 1
     print(f"preprocess: {len(tasks)} videos, {len(labels)} classes ({form}) -> {opts.output}", file=sys.stderr)
     staging = outdir.begin(opts.output)
-    with fsspec.open(f"{staging}/tasks.jsonl", "w") as f:
-        f.writelines(json.dumps(dataclasses.asdict(t)) + "\n" for t in tasks)
-    plan = Plan(staging, spec, DecodeLimits(timeout_s=opts.timeout), shard_counts(tasks, spec, opts.num_shards),
+    limits = DecodeLimits(timeout_s=opts.timeout, threads=common.decoder_threads(options))
+    plan = Plan(staging, spec, limits, shard_counts(tasks, spec, opts.num_shards),
                 None if opts.compression == "none" else opts.compression, opts.jpeg_quality, len(tasks),
                 uuid.uuid4().hex)
     pipeline = test_pipeline or beam.Pipeline(options=options)
-    task_pc = (pipeline | "ReadTasks" >> beam.io.ReadFromText(f"{staging}/tasks.jsonl")
-               | "ParseTasks" >> beam.Map(Task.from_json))
+    task_pc = common.stage_tasks(pipeline, staging, tasks, Task)
     refused = pipeline | "DiscoverFailures" >> beam.Create([failure_row(None, f) for f in discover_failures])
     build(task_pc, plan, refused)
     result = pipeline.run()

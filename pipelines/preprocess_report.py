@@ -12,6 +12,7 @@ from typing import Any
 import fsspec
 import pyarrow.parquet as pq
 
+from pipelines.common import TASKS_FILE
 from vidclass import dataset, outdir
 from vidclass.labels import LabelMap
 
@@ -61,7 +62,7 @@ def finalize(opts, plan, labels: LabelMap, tasks: list, discover_failures: list,
     error_rate = len(failures) / max(1, info.inputs)
     ok = bool(videos) and error_rate <= opts.max_error_rate
     from pipelines.preprocess import OWNED  # the owned patterns live with the writer
-    outdir.commit(opts.output, plan.staging, OWNED, keep_out=("tasks.jsonl",), success=ok)
+    outdir.commit(opts.output, plan.staging, OWNED, keep_out=(TASKS_FILE,), success=ok)
     _summary(opts, info, elapsed, _decode_ms(result))
     if not videos:
         print("preprocess: FAILED: no video could be used; see failures.parquet", file=sys.stderr)

@@ -1,6 +1,4 @@
 """The preprocess pipeline on the real DirectRunner: videos in, a complete dataset directory out."""
-import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -11,7 +9,7 @@ import tensorflow as tf
 
 from videos import barcode_video, read_index, text_file
 from pipelines import preprocess
-from vidclass import dataset, schema
+from vidclass import dataset
 
 SHARED_CHECKER = pathlib.Path(__file__).resolve().parents[2] / "shared" / "tools" / "check_dataset.py"
 

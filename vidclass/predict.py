@@ -75,7 +75,7 @@ def main(args) -> int:
     from vidclass.probe import expand_inputs
     uris = expand_inputs(args.videos)
     spec = b.spec
-    limits = DecodeLimits(timeout_s=args.timeout)
+    limits = DecodeLimits(timeout_s=args.timeout, threads=1 if args.workers > 1 else 0)
     pool = WorkerPool()
     try:
         with concurrent.futures.ThreadPoolExecutor(max(1, args.workers)) as ex:

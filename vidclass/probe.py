@@ -84,7 +84,7 @@ def write(rows: Iterable[dict[str, Any]], as_json: bool, out: TextIO = sys.stdou
 def main(args) -> int:
     spec = SamplingSpec(num_frames=args.num_frames, size=args.size, clips_per_video=args.clips_per_video,
                         stride=args.stride)
-    limits = DecodeLimits(timeout_s=args.timeout)
+    limits = DecodeLimits(timeout_s=args.timeout, threads=1 if args.workers > 1 else 0)
     uris = expand_inputs(args.videos)
     if not uris:
         print("probe: no videos found in the given paths", file=sys.stderr)
