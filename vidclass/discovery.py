@@ -17,7 +17,7 @@ import re
 
 import fsspec
 
-from vidclass.errors import BAD_LABEL, NOT_FOUND, Failure
+from vidclass.errors import BAD_LABEL, DUPLICATE, NOT_FOUND, Failure
 from vidclass.labels import LabelError, group_key, validate_label
 
 VIDEO_EXTENSIONS = frozenset(
@@ -159,7 +159,7 @@ def _finish(rows: list[VideoInput | Failure], form: str) -> Discovery:
     for inp in sorted((r for r in rows if isinstance(r, VideoInput)), key=lambda i: i.video_id):
         if kept := first.get(inp.video_id):
             why = f"{inp.video_id!r} listed more than once (kept label {kept.label!r}, split {kept.split!r})"
-            failures.append(Failure(inp.uri, BAD_LABEL, why, STAGE))
+            failures.append(Failure(inp.uri, DUPLICATE, why, STAGE))
         else:
             first[inp.video_id] = inp
     return Discovery(tuple(first.values()), tuple(sorted(failures, key=lambda f: (f.uri, f.message))), form)

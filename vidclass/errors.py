@@ -11,8 +11,10 @@ TOO_LARGE = "too_large"
 TIMEOUT = "timeout"
 DECODER_CRASH = "decoder_crash"
 BAD_LABEL = "bad_label"
+DUPLICATE = "duplicate"  # a video id listed twice (manifests, split files): the first listing is kept
 
-CODES = (NOT_FOUND, UNREADABLE, NO_VIDEO_STREAM, NO_FRAMES, TOO_LARGE, TIMEOUT, DECODER_CRASH, BAD_LABEL)
+CODES = (NOT_FOUND, UNREADABLE, NO_VIDEO_STREAM, NO_FRAMES, TOO_LARGE, TIMEOUT, DECODER_CRASH, BAD_LABEL,
+         DUPLICATE)
 
 
 @dataclasses.dataclass(frozen=True)
