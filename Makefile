@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-all bench clean
+.PHONY: install test test-all bench clean demo
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,3 +29,7 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+
+# The whole chain on a synthetic dataset (about 5-10 minutes on 2 cores); outputs in demo-work/.
+demo: install
+	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/vidclass demo --workdir demo-work

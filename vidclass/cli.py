@@ -11,7 +11,8 @@ import os
 import sys
 
 PIPELINES = {"preprocess": "videos -> TFRecord shards per split (Beam)",
-             "infer": "videos -> one Parquet prediction row per video (Beam)"}
+             "infer": "videos -> one Parquet prediction row per video (Beam)",
+             "demo": "the whole chain on a synthetic dataset made on the spot"}
 
 
 def _add_probe(sub) -> None:
@@ -128,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser().parse_known_args(argv)
     if args.command in PIPELINES:
         import importlib
-        return importlib.import_module(f"pipelines.{args.command}").main(extra, args.help)
+        module = importlib.import_module(f"pipelines.{args.command}")
+        return module.run(extra + (["--help"] if args.help else [])) if args.command == "demo" \
+            else module.main(extra, args.help)
     if extra:
         parser().error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "probe":

@@ -65,6 +65,8 @@ def diagnose_unopenable(path: str, uri: str) -> errors.VideoError:
         if _MKV_AUDIO.search(head) and not _MKV_VIDEO.search(head):
             return errors.VideoError(errors.NO_VIDEO_STREAM, uri, "Matroska/WebM with audio tracks only")
         return errors.VideoError(errors.UNREADABLE, uri, "Matroska/WebM that FFmpeg cannot open")
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return errors.VideoError(errors.UNREADABLE, uri, "AVI that FFmpeg cannot open (cut short or damaged?)")
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE" or head[:4] in (b"fLaC",) or head[:3] == b"ID3" \
             or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
         return errors.VideoError(errors.NO_VIDEO_STREAM, uri, "an audio file (WAV/FLAC/MP3), no video stream")

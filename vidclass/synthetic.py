@@ -22,7 +22,7 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A cluttered texture twice the frame's size, so it can pan."""
     bg = np.empty((2 * h, 2 * w, 3), np.uint8)
     bg[:] = rng.integers(40, 200, 3)
-    for _ in range(40):
+    for _ in range(24):
         color = tuple(int(c) for c in rng.integers(0, 255, 3))
         x, y = int(rng.integers(0, 2 * w)), int(rng.integers(0, 2 * h))
         if rng.random() < 0.5:
@@ -32,15 +32,19 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return cv2.GaussianBlur(bg, (3, 3), 0)
 
 
-def _sprite(rng: np.random.Generator, side: int = 64) -> np.ndarray:
-    """A square object with a checker texture and one marked corner (so spin direction is visible)."""
+def _sprite(rng: np.random.Generator, height: int = 32, width: int = 96) -> np.ndarray:
+    """A bar-shaped object with a checker texture and one solid end.
+
+    Elongated so that spinning sweeps its ends across many pixels (a square spinning in place moved too
+    little to tell clockwise from anticlockwise at 64 px), with one marked end so its heading reads over
+    the full turn. Every class uses the same kind of object: its shape tells nothing about the class."""
     a, b = rng.integers(0, 255, 3), rng.integers(0, 255, 3)
     while np.abs(a.astype(int) - b.astype(int)).sum() < 200:
         b = rng.integers(0, 255, 3)
-    cells = side // 4
-    yy, xx = np.mgrid[0:side, 0:side]
+    cells = height // 2
+    yy, xx = np.mgrid[0:height, 0:width]
     sprite = np.where((((yy // cells) + (xx // cells)) % 2 == 0)[..., None], a, b).astype(np.uint8)
-    sprite[: side // 3, : side // 3] = 255 - a  # the marked corner
+    sprite[:, : width // 4] = 255 - a
     return sprite
 
 
@@ -50,9 +54,9 @@ def render(label: str, rng: np.random.Generator, num_frames: int = 32, height: i
     if label not in CLASSES:
         raise ValueError(f"unknown synthetic class {label!r}; classes: {CLASSES}")
     bg, sprite = _background(rng, height, width), _sprite(rng)
-    pan = rng.uniform(-0.4, 0.4, 2)  # background drift, px/frame: the camera moves in every class
-    base = rng.uniform(0.22, 0.34) * height
-    speed = rng.uniform(1.2, 2.2)  # px per frame
+    pan = rng.uniform(-0.3, 0.3, 2)  # background drift, px/frame: the camera moves in every class
+    base = rng.uniform(0.28, 0.40) * height
+    speed = rng.uniform(0.011, 0.017) * width  # px per frame: about half the width over 32 frames
     travel = speed * (num_frames - 1)
     # Start so that the whole path stays in view; positions end up spread alike over all classes.
     cx, cy = rng.uniform(0.3, 0.7) * width, rng.uniform(0.3, 0.7) * height
@@ -60,21 +64,22 @@ def render(label: str, rng: np.random.Generator, num_frames: int = 32, height: i
     dy = {"move_up": -1, "move_down": 1}.get(label, 0)
     cx -= dx * travel / 2
     cy -= dy * travel / 2
-    growth = {"grow": 1, "shrink": -1}.get(label, 0) * rng.uniform(0.012, 0.02)  # scale change per frame
-    spin = {"rotate_cw": -1, "rotate_ccw": 1}.get(label, 0) * rng.uniform(4, 7)   # degrees per frame
+    growth = {"grow": 1, "shrink": -1}.get(label, 0) * rng.uniform(0.016, 0.024)  # scale change per frame
+    spin = {"rotate_cw": -1, "rotate_ccw": 1}.get(label, 0) * rng.uniform(6, 9)   # degrees per frame
     angle0 = rng.uniform(0, 360)
     frames = np.empty((num_frames, height, width, 3), np.uint8)
     for t in range(num_frames):
         ox, oy = int(height / 2 + pan[0] * t), int(height / 2 + pan[1] * t)
         frame = bg[oy % height: oy % height + height, ox % width: ox % width + width].copy()
         scale = 1 + growth * (t - (num_frames - 1) / 2)
-        side = max(6, int(base * scale))
-        m = cv2.getRotationMatrix2D((sprite.shape[1] / 2, sprite.shape[0] / 2), angle0 + spin * t, side / sprite.shape[0])
+        length = max(8.0, 1.6 * base * scale)
+        m = cv2.getRotationMatrix2D((sprite.shape[1] / 2, sprite.shape[0] / 2), angle0 + spin * t,
+                                    length / sprite.shape[1])
         m[:, 2] += (cx + dx * speed * t - sprite.shape[1] / 2, cy + dy * speed * t - sprite.shape[0] / 2)
         mask = cv2.warpAffine(np.full(sprite.shape[:2], 255, np.uint8), m, (width, height))
         obj = cv2.warpAffine(sprite, m, (width, height))
         frame[mask > 127] = obj[mask > 127]
-        noise = rng.normal(0, 6, frame.shape)
+        noise = rng.normal(0, 5, frame.shape)
         frames[t] = np.clip(frame + noise, 0, 255).astype(np.uint8)
     return frames
 
@@ -111,11 +116,18 @@ _HAS_H264 = _ffmpeg_h264()
 def write_dataset(root: str | os.PathLike, videos_per_class: int = 24, classes: tuple[str, ...] = CLASSES,
                   num_frames: int = 32, height: int = 96, width: int = 128, seed: int = 0) -> list[Path]:
     """Class folders of synthetic videos under `root` (UCF101 layout); deterministic for a seed."""
+    import concurrent.futures
     root = Path(root)
-    paths = []
+    jobs = []
     for ci, label in enumerate(classes):
         (root / label).mkdir(parents=True, exist_ok=True)
-        for i in range(videos_per_class):
-            rng = np.random.default_rng([seed, ci, i])
-            paths.append(write_video(root / label / f"{label}_{i:03d}", render(label, rng, num_frames, height, width)))
-    return paths
+        jobs += [(ci, label, i) for i in range(videos_per_class)]
+
+    def make(job: tuple[int, str, int]) -> Path:
+        ci, label, i = job
+        frames = render(label, np.random.default_rng([seed, ci, i]), num_frames, height, width)
+        return write_video(root / label / f"{label}_{i:03d}", frames)
+
+    # the encoder runs in its own process: threads keep every core busy
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as ex:
+        return list(ex.map(make, jobs))
