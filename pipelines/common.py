@@ -46,6 +46,14 @@ def parse(prog: str, flags: list[str], add_arguments) -> tuple[argparse.Namespac
     return ours, options
 
 
+def main(prog: str, doc: str, add_arguments, run, flags: list[str], want_help: bool) -> int:
+    """A pipeline subcommand: its help (ours, then a pointer to Beam's), or the run itself."""
+    if want_help:
+        print_help(prog, doc, add_arguments)
+        return 0
+    return run(flags)
+
+
 def print_help(prog: str, doc: str, add_arguments) -> None:
     """Help for a pipeline subcommand: its own flags, then a pointer to Beam's."""
     parser = argparse.ArgumentParser(prog=prog, description=doc.strip().splitlines()[0],

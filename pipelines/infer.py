@@ -194,8 +194,8 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
         return 1
     spec = dataclasses.replace(b.spec, clips_per_video=opts.clips_per_video or b.spec.clips_per_video)
     run_id = opts.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    print(f"infer: {len(tasks) + len(refused)} videos with {b.model_name} {b.model_version} (run {run_id}) -> {opts.output}",
-          file=sys.stderr)
+    print(f"infer: {len(tasks) + len(refused)} videos with {b.model_name} {b.model_version} (run {run_id}) "
+          f"-> {opts.output}", file=sys.stderr)
     staging = outdir.begin(opts.output)
     limits = DecodeLimits(timeout_s=opts.timeout, threads=common.decoder_threads(options))
     plan = Plan(staging, opts.model_dir, b, spec, limits, run_id, opts.top_k,
@@ -211,10 +211,7 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
 
 def main(flags: list[str], want_help: bool = False) -> int:
     """`vidclass infer`: vidclass's flags and Beam's together."""
-    if want_help:
-        common.print_help("vidclass infer", __doc__, add_arguments)
-        return 0
-    return run(flags)
+    return common.main("vidclass infer", __doc__, add_arguments, run, flags, want_help)
 
 
 if __name__ == "__main__":

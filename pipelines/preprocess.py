@@ -196,10 +196,7 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
 
 def main(flags: list[str], want_help: bool = False) -> int:
     """`vidclass preprocess`: vidclass's flags and Beam's together."""
-    if want_help:
-        common.print_help("vidclass preprocess", __doc__, add_arguments)
-        return 0
-    return run(flags)
+    return common.main("vidclass preprocess", __doc__, add_arguments, run, flags, want_help)
 
 
 if __name__ == "__main__":
