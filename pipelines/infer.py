@@ -29,6 +29,15 @@ from vidclass import bundle, discovery, errors, outdir, predictions
 from vidclass.video import DecodeLimits, VideoInfo
 
 ROWS_PER_SHARD = 500_000
+
+
+def _not_beam_memory_noise(record: logging.LogRecord) -> bool:
+    """Beam 2.77 loses its `resource` module when an optional import beside it fails, then warns about
+    memory on every batch: noise that buries the run's own output."""
+    return "Resource module is not available" not in record.getMessage()
+
+
+logging.getLogger().addFilter(_not_beam_memory_noise)
 OWNED = ("predictions-*.parquet",)
 
 
