@@ -94,6 +94,11 @@ def run(argv: list[str] | None = None) -> int:
     return code
 
 
+def main(flags: list[str], want_help: bool = False) -> int:
+    """`vidclass demo`, with the same face as the pipeline subcommands."""
+    return run(flags + (["--help"] if want_help else []))
+
+
 def summary(w, data, model, preds, result, base, times, total) -> None:
     """One screen: what was made, how well it learned, where everything is, the first predictions."""
     import pyarrow.parquet as pq

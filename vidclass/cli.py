@@ -129,9 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser().parse_known_args(argv)
     if args.command in PIPELINES:
         import importlib
-        module = importlib.import_module(f"pipelines.{args.command}")
-        return module.run(extra + (["--help"] if args.help else [])) if args.command == "demo" \
-            else module.main(extra, args.help)
+        return importlib.import_module(f"pipelines.{args.command}").main(extra, args.help)
     if extra:
         parser().error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "probe":
