@@ -25,7 +25,8 @@ def _step(title: str) -> float:
 
 
 def make_videos(videos: str, per_class: int, seed: int) -> int:
-    """The synthetic class folders, made once per workdir (a marker records what was made)."""
+    """The synthetic class folders, made once per workdir (a marker records what was made); returns how
+    many files this call wrote (0 when they were there already)."""
     marker = os.path.join(videos, ".made.json")
     want = {"per_class": per_class, "seed": seed, "classes": list(synthetic.CLASSES)}
     if os.path.exists(marker) and json.load(open(marker)) == want:
@@ -90,7 +91,7 @@ def run(argv: list[str] | None = None) -> int:
     t = _step("infer (Beam RunInference): every video -> one Parquet row")
     code = infer.run(["--input", videos, "--model-dir", model, "--output", preds, "--run-id", "demo"])
     times["infer"] = time.monotonic() - t
-    summary(w, data, model, preds, result, base, times, time.monotonic() - started)
+    summary(data, model, preds, result, base, times, time.monotonic() - started)
     return code
 
 
@@ -99,7 +100,7 @@ def main(flags: list[str], want_help: bool = False) -> int:
     return run(flags + (["--help"] if want_help else []))
 
 
-def summary(w, data, model, preds, result, base, times, total) -> None:
+def summary(data, model, preds, result, base, times, total) -> None:
     """One screen: what was made, how well it learned, where everything is, the first predictions."""
     import pyarrow.parquet as pq
 
