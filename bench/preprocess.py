@@ -17,16 +17,14 @@ Prints one JSON document on stdout; progress goes to stderr (the pipeline's own 
 """
 from __future__ import annotations
 
-import argparse, contextlib, importlib.util, io, json, os, platform, resource, shutil  # noqa: E401
+import argparse, contextlib, io, os, platform, resource, shutil  # noqa: E401
 import statistics, subprocess, sys, tempfile, time  # noqa: E401
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-_spec = importlib.util.spec_from_file_location("bench_decode", os.path.join(ROOT, "bench", "decode.py"))
-decode = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(decode)  # reuse its videos, floor and helpers
+import decode  # noqa: E402  bench/ is on sys.path when run as a script: reuse its videos and floor
 
 import apache_beam as beam  # noqa: E402
 import cv2  # noqa: E402
@@ -269,11 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    decode.emit(result, args.out)
     return 0
 
 
