@@ -15,6 +15,8 @@ import fsspec
 from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, StandardOptions,
                                                   _BeamArgumentParser)
 
+from vidclass import video
+
 
 def reject_unknown_flags(flags: list[str], ours: tuple[str, ...] = ()) -> None:
     """Beam only warns about flags it does not know and drops them; a typo like `--num-shard 4` would
@@ -85,11 +87,10 @@ def laptop_defaults(options: PipelineOptions, flags: list[str]) -> None:
 
 
 def decoder_threads(options: PipelineOptions) -> int:
-    """FFmpeg threads per video: 1 where several videos decode at once (each extra thread per video cost
-    ~15% CPU and contended for the cores, measured), FFmpeg's own choice for a single worker."""
-    if is_direct(options) and (options.view_as(DirectOptions).direct_num_workers or 1) <= 1:
-        return 0
-    return 1
+    """FFmpeg threads per video for this runner: only a single DirectRunner worker decodes videos one at
+    a time; cluster workers run many threads each."""
+    single = is_direct(options) and (options.view_as(DirectOptions).direct_num_workers or 1) <= 1
+    return video.decoder_threads(1 if single else 2)
 
 
 class Progress:

@@ -18,7 +18,6 @@ import time
 from typing import Any, Iterable, Sequence
 
 import apache_beam as beam
-import fsspec
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
@@ -195,8 +194,7 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     except Exception as e:  # noqa: BLE001 - any load failure is the same systemic fault for the user
         print(f"infer: FAILED: cannot load the model in {opts.model_dir}: {e}", file=sys.stderr)
         return 2
-    if opts.skip_scored and not fsspec.core.url_to_fs(opts.skip_scored)[0].exists(
-            f"{fsspec.core.url_to_fs(opts.skip_scored)[1].rstrip('/')}/{outdir.SUCCESS}"):
+    if opts.skip_scored and not outdir.is_finished(opts.skip_scored):
         print(f"infer: FAILED: --skip-scored {opts.skip_scored} is not a finished output (no _SUCCESS)",
               file=sys.stderr)
         return 2

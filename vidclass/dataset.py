@@ -8,12 +8,12 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import posixpath
 from typing import Any
 
 import fsspec
 
 import vidclass
+from vidclass import outdir
 from vidclass.labels import LabelMap
 from vidclass.sampling import SamplingSpec
 
@@ -21,7 +21,7 @@ FORMAT_VERSION = 1
 DATASET_JSON = "dataset.json"
 LABELS_TXT = "labels.txt"
 FAILURES = "failures.parquet"
-SUCCESS = "_SUCCESS"
+SUCCESS = outdir.SUCCESS
 
 
 def shard_name(split: str, index: int, count: int, compression: str | None = None) -> str:
@@ -85,11 +85,10 @@ class DatasetInfo:
 
 def load(directory: str) -> DatasetInfo:
     """Read a finished dataset; refuses one without `_SUCCESS` (a run that died or is still writing)."""
-    fs, root = fsspec.core.url_to_fs(directory)
-    if not fs.exists(posixpath.join(root, SUCCESS)):
+    if not outdir.is_finished(directory):
         raise FileNotFoundError(f"{directory} is not a finished vidclass dataset (no {SUCCESS}); "
                                 "run `vidclass preprocess` into it, and let it finish")
-    with fs.open(posixpath.join(root, DATASET_JSON), "r") as f:
+    with fsspec.open(directory.rstrip("/") + "/" + DATASET_JSON, "r") as f:
         return DatasetInfo.from_json(f.read())
 
 

@@ -34,6 +34,12 @@ def _names(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
     return [posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)]
 
 
+def is_finished(directory: str) -> bool:
+    """Whether a run completed into `directory`: readers trust nothing else."""
+    fs, root = _fs(directory)
+    return fs.exists(posixpath.join(root, SUCCESS))
+
+
 def begin(directory: str) -> str:
     """Make `directory`, stop readers trusting its old contents, clear a killed run's leftovers; return a
     fresh staging folder (a URL under `directory`) for this run to write into."""

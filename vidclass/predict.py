@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from vidclass import bundle, errors, predictions, schema
 from vidclass.isolation import WorkerPool
-from vidclass.video import Clips, DecodeLimits
+from vidclass.video import Clips, DecodeLimits, decoder_threads
 
 
 class Predictor:
@@ -77,7 +77,7 @@ def main(args) -> int:
     from vidclass.probe import expand_inputs
     uris = expand_inputs(args.videos)
     spec = b.spec
-    limits = DecodeLimits(timeout_s=args.timeout, threads=1 if args.workers > 1 else 0)
+    limits = DecodeLimits(timeout_s=args.timeout, threads=decoder_threads(args.workers))
     pool = WorkerPool()
     try:
         with concurrent.futures.ThreadPoolExecutor(max(1, args.workers)) as ex:

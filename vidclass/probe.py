@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator, TextIO
 from vidclass import errors
 from vidclass.isolation import WorkerPool
 from vidclass.sampling import SamplingSpec
-from vidclass.video import Clips, DecodeLimits, is_local
+from vidclass.video import Clips, DecodeLimits, decoder_threads, is_local
 
 FIELDS = ("uri", "status", "error_code", "error_message", "frames_decoded", "header_frame_count", "fps",
           "duration_s", "width", "height", "codec", "sampled_indices", "padded_frames")
@@ -84,7 +84,7 @@ def write(rows: Iterable[dict[str, Any]], as_json: bool, out: TextIO = sys.stdou
 def main(args) -> int:
     spec = SamplingSpec(num_frames=args.num_frames, size=args.size, clips_per_video=args.clips_per_video,
                         stride=args.stride)
-    limits = DecodeLimits(timeout_s=args.timeout, threads=1 if args.workers > 1 else 0)
+    limits = DecodeLimits(timeout_s=args.timeout, threads=decoder_threads(args.workers))
     uris = expand_inputs(args.videos)
     if not uris:
         print("probe: no videos found in the given paths", file=sys.stderr)
