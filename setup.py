@@ -16,7 +16,10 @@ setuptools.setup(
         "tensorflow>=2.21,<2.22",
         "tensorboard>=2.20,<3",  # TF 2.21 no longer pulls it in; training writes TensorBoard logs
         "apache-beam>=2.77,<2.78",
-        "opencv-python-headless>=4.10,<6",
+        # PyAV: FFmpeg's libraries with dav1d, libvpx, x264/x265 and SVT-AV1 in its wheels, so every modern
+        # codec decodes (and tests encode their own videos) without a system ffmpeg
+        "av>=14,<20",
+        "opencv-python-headless>=4.10,<6",  # resize and JPEG, where it is the fastest tool
         "numpy>=1.26,<3",
         "pyarrow>=17,<27",
         "fsspec>=2024.6",

@@ -32,7 +32,7 @@ from pipelines import common  # noqa: E402
 from pipelines.infer import run as run_infer  # noqa: E402
 from pipelines.infer_report import read_rows  # noqa: E402
 from vidclass import bundle  # noqa: E402
-from vidclass.isolation import DecodeWorker  # noqa: E402
+from vidclass.video.isolation import DecodeWorker  # noqa: E402
 from vidclass.labels import LabelMap  # noqa: E402
 from vidclass.models import DEFAULT_MODEL, build_model  # noqa: E402
 from vidclass.predict import Predictor  # noqa: E402

@@ -33,7 +33,7 @@ import tensorflow as tf  # noqa: E402
 
 from pipelines.preprocess import run as run_preprocess  # noqa: E402
 from vidclass import schema  # noqa: E402
-from vidclass.isolation import DecodeWorker, WorkerPool  # noqa: E402
+from vidclass.video.isolation import DecodeWorker, WorkerPool  # noqa: E402
 from vidclass.video import sample_video  # noqa: E402
 
 SPEC, log = decode.SPEC, decode.log

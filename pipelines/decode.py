@@ -1,4 +1,4 @@
-"""The decode step shared by both pipelines: a thin DoFn over `vidclass.isolation`."""
+"""The decode step shared by both pipelines: a thin DoFn over `vidclass.video.isolation`."""
 from __future__ import annotations
 
 import time
@@ -8,7 +8,7 @@ import apache_beam as beam
 
 from pipelines.common import Progress
 from vidclass import errors
-from vidclass.isolation import WorkerPool
+from vidclass.video.isolation import WorkerPool
 from vidclass.sampling import SamplingSpec
 from vidclass.video import Clips, DecodeLimits
 

@@ -145,5 +145,5 @@ def test_sdist_ships_library_and_pipelines(tmp_path):
     import tarfile
     (sdist,) = tmp_path.glob("vidclass-*.tar.gz")
     names = tarfile.open(sdist).getnames()
-    for module in ("vidclass/video.py", "vidclass/schema.py", "pipelines/preprocess.py", "pipelines/decode.py"):
+    for module in ("vidclass/video/reader.py", "vidclass/schema.py", "pipelines/preprocess.py", "pipelines/decode.py"):
         assert any(n.endswith(module) for n in names), module

@@ -11,7 +11,7 @@ import pytest
 
 from videos import barcode_video, fifo, read_index, text_file, truncated_copy
 from vidclass import errors
-from vidclass.isolation import DecodeWorker, WorkerPool
+from vidclass.video.isolation import DecodeWorker, WorkerPool
 from vidclass.resize import resize_frame
 from vidclass.sampling import SamplingSpec
 from vidclass.video import DecodeLimits, sample_video
@@ -40,11 +40,12 @@ def test_sampled_frames_are_the_frames_named_by_indices(clip40):
 
 
 def test_rgb_channel_order(tmp_path):
-    """Frames come out RGB (OpenCV decodes BGR): a red video stays red."""
-    from videos import write_cv2
+    """Frames come out RGB, not BGR: a red video stays red."""
+    from vidclass.video.writer import write_video
     frames = np.zeros((5, 64, 64, 3), np.uint8)
     frames[..., 0] = 220
-    clips = sample_video(str(write_cv2(tmp_path / "red.avi", frames, fourcc="MJPG")), SamplingSpec(num_frames=2))
+    clips = sample_video(str(write_video(tmp_path / "red.avi", frames, codec="mjpeg", pix_fmt="yuvj420p")),
+                         SamplingSpec(num_frames=2))
     r, g, b = clips.frames[..., 0].mean(), clips.frames[..., 1].mean(), clips.frames[..., 2].mean()
     assert r > 180 and g < 40 and b < 40
 
@@ -74,10 +75,9 @@ def test_resize_large_reduction_matches_area_closely():
     """The LINEAR+2:1 AREA shortcut stays close to INTER_AREA's result on a 720p frame."""
     import cv2
     rng = np.random.default_rng(0)
-    bgr = cv2.GaussianBlur(rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8), (9, 9), 3)
-    ours = resize_frame(bgr, 112, "crop").astype(float)
-    ref = cv2.cvtColor(cv2.resize(bgr[:, 280:1000], (112, 112), interpolation=cv2.INTER_AREA),
-                       cv2.COLOR_BGR2RGB).astype(float)
+    rgb = cv2.GaussianBlur(rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8), (9, 9), 3)
+    ours = resize_frame(rgb, 112, "crop").astype(float)
+    ref = cv2.resize(rgb[:, 280:1000], (112, 112), interpolation=cv2.INTER_AREA).astype(float)
     assert np.abs(ours - ref).mean() < 2.0
 
 
@@ -95,7 +95,7 @@ def test_bad_inputs_have_specific_codes(tmp_path, clip40):
     assert _code(tmp_path / "empty.mp4") == errors.UNREADABLE
     assert _code(text_file(tmp_path / "notes.mp4")) == errors.UNREADABLE
     assert _code(tmp_path) == errors.UNREADABLE  # a directory
-    # mp4v from OpenCV puts the moov atom last: cutting the file loses the index
+    # a plain MP4 writer puts the moov atom last: cutting the file loses the index
     assert _code(truncated_copy(clip40, tmp_path / "cut.mp4", 0.5)) == errors.UNREADABLE
 
 
@@ -123,7 +123,7 @@ def test_remote_uri_goes_through_a_temp_file_that_is_removed(clip40, tmp_path, m
 
 
 def test_fifo_open_that_blocks_forever_becomes_timeout(tmp_path, clip40):
-    """A FIFO named x.mp4 blocks OpenCV's open(); the worker is killed at the timeout and reused after."""
+    """A FIFO named x.mp4 blocks FFmpeg's open(); the worker is killed at the timeout and reused after."""
     with DecodeWorker() as worker:
         out = worker.sample(str(fifo(tmp_path / "x.mp4")), SamplingSpec(), DecodeLimits(timeout_s=1.5))
         assert isinstance(out, errors.Failure) and out.code == errors.TIMEOUT
@@ -158,7 +158,7 @@ def test_worker_pool_gives_each_thread_its_own_worker(clip40):
 
 def test_decode_path_does_not_import_tensorflow():
     """Decoder children and `probe` start fast: the decode path must not pull in TensorFlow or Beam."""
-    code = ("import sys, vidclass.isolation, vidclass.probe, vidclass.cli; "
+    code = ("import sys, vidclass.video.isolation, vidclass.probe, vidclass.cli, vidclass.video; "
             "print(any(m.split('.')[0] in ('tensorflow', 'apache_beam') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

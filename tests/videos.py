@@ -1,17 +1,17 @@
 """Tiny videos the tests make themselves: each frame carries its own index as a barcode of horizontal bands.
 
 The bands span the full width, so the index survives a centre crop of a landscape frame, a resize and lossy
-codecs; `read_index` turns a decoded (even resized) frame back into the number that was written.
+codecs; `read_index` turns a decoded (even resized) frame back into the number that was written. Videos are
+encoded with PyAV's bundled encoders (`vidclass.video.writer`): no system ffmpeg is needed.
 """
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+from vidclass.video.writer import write_video
 
 BITS = 10  # up to 1024 distinct frames; longer videos wrap, which tests of long files do not read back
 
@@ -40,37 +40,14 @@ def read_index(frame: np.ndarray) -> int:
     return value
 
 
-def barcode_frames(n: int, height: int = 96, width: int = 128) -> np.ndarray:
-    return np.stack([barcode_frame(i, height, width) for i in range(n)])
-
-
-def write_cv2(path: Path, frames: np.ndarray, fps: float = 25.0, fourcc: str = "mp4v") -> Path:
-    """Write RGB frames with OpenCV's own encoder (mp4v, MJPG, XVID, VP90 work in opencv-python-headless)."""
-    h, w = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
-    assert writer.isOpened(), f"OpenCV cannot write {fourcc} to {path}"
-    for f in frames:
-        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return Path(path)
+def barcode_frames(n: int, height: int = 96, width: int = 128, period: int | None = None) -> np.ndarray:
+    return np.stack([barcode_frame(i % period if period else i, height, width) for i in range(n)])
 
 
 def barcode_video(path: Path, n: int, height: int = 96, width: int = 128, fps: float = 25.0,
-                  fourcc: str = "mp4v") -> Path:
-    return write_cv2(path, barcode_frames(n, height, width), fps, fourcc)
-
-
-HAVE_FFMPEG = shutil.which("ffmpeg") is not None
-
-
-def ffmpeg_encode(path: Path, frames: np.ndarray, fps: float = 25.0, args: tuple[str, ...] = (),
-                  input_args: tuple[str, ...] = ()) -> Path:
-    """Pipe RGB frames through Debian's ffmpeg with encoder `args` (e.g. '-c:v', 'libx264')."""
-    h, w = frames.shape[1:3]
-    cmd = ["ffmpeg", "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
-           "-r", str(fps), *input_args, "-i", "-", *args, str(path)]
-    subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), check=True, timeout=300)
-    return Path(path)
+                  **encoder) -> Path:
+    """`n` barcode frames as H.264 MP4 (or whatever `encoder` keywords of `write_video` say)."""
+    return write_video(path, barcode_frames(n, height, width), fps, **encoder)
 
 
 def text_file(path: Path, text: str = "this is not a video\n") -> Path:
@@ -88,3 +65,25 @@ def fifo(path: Path) -> Path:
     """A named pipe nobody writes to: opening it for reading blocks forever."""
     os.mkfifo(path)
     return Path(path)
+
+
+def decodable_positions(path: Path) -> tuple[int, list[int]]:
+    """(packets, positions of the frames a plain PyAV decode of every packet gives): the reference a
+    sampler's claims about a damaged file are checked against."""
+    import av
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        packets = sorted(p.pts for p in c.demux(stream) if p.size and not p.is_discard)
+    got = []
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        try:
+            for p in c.demux(stream):
+                try:
+                    got.extend(f.pts for f in p.decode())
+                except av.error.FFmpegError:
+                    pass
+        except av.error.FFmpegError:
+            pass
+    where = {pts: i for i, pts in enumerate(packets)}
+    return len(packets), sorted(where[t] for t in got if t in where)

@@ -22,6 +22,8 @@ def _add_probe(sub) -> None:
     p.add_argument("--size", type=int, default=112)
     p.add_argument("--clips-per-video", type=int, default=1)
     p.add_argument("--stride", type=int, default=None, help="frame step in a clip (default: spread over video)")
+    p.add_argument("--seek", choices=("exact", "keyframe"), default="exact",
+                   help="keyframe: each sampled frame snaps to its nearest keyframe (fast on long videos)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per video before it is a timeout error")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--json", action="store_true", help="one JSON object per video on stdout")

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from vidclass import bundle, errors, predictions, schema
-from vidclass.isolation import WorkerPool
+from vidclass.video.isolation import WorkerPool
 from vidclass.video import Clips, DecodeLimits, decoder_threads
 
 

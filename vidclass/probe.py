@@ -12,12 +12,13 @@ import sys
 from typing import Any, Iterable, Iterator, TextIO
 
 from vidclass import errors
-from vidclass.isolation import WorkerPool
 from vidclass.sampling import SamplingSpec
 from vidclass.video import Clips, DecodeLimits, decoder_threads, is_local
+from vidclass.video.isolation import WorkerPool
 
-FIELDS = ("uri", "status", "error_code", "error_message", "frames_decoded", "header_frame_count", "fps",
-          "duration_s", "width", "height", "codec", "sampled_indices", "padded_frames")
+FIELDS = ("uri", "status", "error_code", "error_message", "frames_decoded", "header_frame_count",
+          "decode_errors", "fps", "duration_s", "width", "height", "codec", "sampled_indices", "padded_frames",
+          "substituted_frames")
 
 
 def expand_inputs(args: Iterable[str]) -> list[str]:
@@ -43,14 +44,14 @@ def record(uri: str, outcome: Clips | errors.Failure) -> dict[str, Any]:
         return row
     info = outcome.info
     row.update(status="ok", frames_decoded=info.frames_decoded, header_frame_count=info.header_frame_count,
-               fps=round(info.fps, 3), duration_s=round(info.duration_s, 3), width=info.width,
-               height=info.height, codec=info.codec, sampled_indices=outcome.indices.tolist(),
-               padded_frames=outcome.padded_frames)
+               decode_errors=info.decode_errors, fps=round(info.fps, 3), duration_s=round(info.duration_s, 3),
+               width=info.width, height=info.height, codec=info.codec, sampled_indices=outcome.indices.tolist(),
+               padded_frames=outcome.padded_frames, substituted_frames=outcome.substituted_frames)
     return row
 
 
 def probe(uris: list[str], spec: SamplingSpec, limits: DecodeLimits, workers: int) -> Iterator[dict[str, Any]]:
-    """Rows in input order, computed `workers` at a time (OpenCV releases the GIL while decoding)."""
+    """Rows in input order, computed `workers` at a time (each in its own decoder process)."""
     pool = WorkerPool()
     try:
         with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as ex:
@@ -63,7 +64,7 @@ def _table_line(row: dict[str, Any]) -> str:
     if row["status"] != "ok":
         return f"{'ERROR':6} {row['error_code']:16} {row['uri']}: {row['error_message']}"
     frames = f"{row['frames_decoded']}/{row['header_frame_count'] if row['header_frame_count'] is not None else '?'}"
-    return (f"{'ok':6} {frames:>11} {row['fps']:>7.2f} {row['duration_s']:>8.2f}s "
+    return (f"{'ok':6} {frames:>11} {row['decode_errors']:>4} {row['fps']:>7.2f} {row['duration_s']:>8.2f}s "
             f"{str(row['width']) + 'x' + str(row['height']):>10} {row['codec']:>6} "
             f"{row['padded_frames']:>4}  {row['uri']}")
 
@@ -72,7 +73,7 @@ def write(rows: Iterable[dict[str, Any]], as_json: bool, out: TextIO = sys.stdou
     """Stream rows to `out` (JSON lines or a table); returns counts by status/error code."""
     counts: dict[str, int] = {}
     if not as_json:
-        print(f"{'status':6} {'frames/hdr':>11} {'fps':>7} {'duration':>9} {'size':>10} {'codec':>6} "
+        print(f"{'status':6} {'frames/hdr':>11} {'errs':>4} {'fps':>7} {'duration':>9} {'size':>10} {'codec':>6} "
               f"{'pad':>4}  uri", file=out)
     for row in rows:
         key = row["status"] if row["status"] == "ok" else row["error_code"]
@@ -83,7 +84,7 @@ def write(rows: Iterable[dict[str, Any]], as_json: bool, out: TextIO = sys.stdou
 
 def main(args) -> int:
     spec = SamplingSpec(num_frames=args.num_frames, size=args.size, clips_per_video=args.clips_per_video,
-                        stride=args.stride)
+                        stride=args.stride, seek=args.seek)
     limits = DecodeLimits(timeout_s=args.timeout, threads=decoder_threads(args.workers))
     uris = expand_inputs(args.videos)
     if not uris:

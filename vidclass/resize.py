@@ -21,26 +21,26 @@ def _shrink(img: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def resize_frame(bgr: np.ndarray, size: int, policy: str = "crop") -> np.ndarray:
-    """One decoded BGR frame to an RGB `size`×`size` uint8 frame.
+def resize_frame(rgb: np.ndarray, size: int, policy: str = "crop") -> np.ndarray:
+    """One decoded RGB frame to a `size`×`size` uint8 frame (channel order is kept).
 
     crop: the centre square of the short side (cut before resizing: fewer pixels to touch);
     pad: whole frame, long side to `size`, black bars; stretch: whole frame, aspect ratio dropped.
     """
-    h, w = bgr.shape[:2]
+    h, w = rgb.shape[:2]
     if policy == "crop":
         side = min(h, w)
         y, x = (h - side) // 2, (w - side) // 2
-        out = _shrink(bgr[y:y + side, x:x + side], size, size)
+        out = _shrink(rgb[y:y + side, x:x + side], size, size)
     elif policy == "stretch":
-        out = _shrink(bgr, size, size)
+        out = _shrink(rgb, size, size)
     elif policy == "pad":
         scale = size / max(h, w)
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-        inner = _shrink(bgr, nw, nh)
+        inner = _shrink(rgb, nw, nh)
         out = np.zeros((size, size, 3), np.uint8)
         y, x = (size - nh) // 2, (size - nw) // 2
         out[y:y + nh, x:x + nw] = inner
     else:
         raise ValueError(f"unknown resize policy {policy!r}")
-    return cv2.cvtColor(out, cv2.COLOR_BGR2RGB)
+    return out

