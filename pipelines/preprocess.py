@@ -38,7 +38,8 @@ VIDEO_SCHEMA = pa.schema([("video_id", pa.string()), ("uri", pa.string()), ("lab
                           ("label_index", pa.int64()), ("split", pa.string()), ("clips", pa.int64()),
                           ("frames_decoded", pa.int64()), ("header_frame_count", pa.int64()),
                           ("fps", pa.float64()), ("duration_s", pa.float64()), ("width", pa.int64()),
-                          ("height", pa.int64()), ("codec", pa.string()), ("padded_frames", pa.int64())])
+                          ("height", pa.int64()), ("codec", pa.string()), ("padded_frames", pa.int64()),
+                          ("decode_errors", pa.int64()), ("substituted_frames", pa.int64())])
 OWNED = ("*-?????-of-?????.tfrecord", "*-?????-of-?????.tfrecord.gz", dataset.DATASET_JSON,
          dataset.LABELS_TXT, dataset.FAILURES, "videos.parquet", "contact_sheet.png")
 
@@ -55,6 +56,8 @@ def add_arguments(parser) -> None:
                         help="frame step inside a clip; default spreads each clip over the whole video")
     parser.add_argument("--target-fps", "--target_fps", dest="target_fps", type=float, default=None)
     parser.add_argument("--resize", choices=("crop", "pad", "stretch"), default="crop")
+    parser.add_argument("--seek", choices=("exact", "keyframe"), default="exact",
+                        help="keyframe: each sampled frame snaps to its nearest keyframe (fast on long videos)")
     parser.add_argument("--split", default="train=0.8,val=0.1,test=0.1",
                         help="fractions for inputs without a given split, by a stable hash of the group")
     parser.add_argument("--split-number", "--split_number", dest="split_number", type=int, default=1,
@@ -94,7 +97,8 @@ def encode_records(element: tuple[Task, Clips], spec: SamplingSpec, jpeg_quality
         "video_id": task.video_id, "uri": task.uri, "label": task.label, "label_index": task.label_index,
         "split": task.split, "clips": k, "frames_decoded": info.frames_decoded,
         "header_frame_count": info.header_frame_count, "fps": info.fps, "duration_s": info.duration_s,
-        "width": info.width, "height": info.height, "codec": info.codec, "padded_frames": clips.padded_frames})
+        "width": info.width, "height": info.height, "codec": info.codec, "padded_frames": clips.padded_frames,
+        "decode_errors": info.decode_errors, "substituted_frames": clips.substituted_frames})
 
 
 def failure_row(task: Task | None, f: errors.Failure) -> dict:
@@ -172,7 +176,7 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     """Preprocess; returns the exit status (0 when the run completed, even with per-video failures)."""
     opts, options = common.parse("vidclass preprocess", list(sys.argv[1:] if argv is None else argv), add_arguments)
     spec = SamplingSpec(num_frames=opts.num_frames, clips_per_video=opts.clips_per_video, stride=opts.stride,
-                        target_fps=opts.target_fps, size=opts.size, resize=opts.resize)
+                        target_fps=opts.target_fps, size=opts.size, resize=opts.resize, seek=opts.seek)
     started = time.monotonic()
     tasks, discover_failures, labels, form = plan_tasks(opts)
     if not tasks:

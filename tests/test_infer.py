@@ -68,6 +68,7 @@ def test_one_row_per_video_with_errors_as_rows(trained, archive, tmp_path):
         assert r["label"] in CLASSES and r["label"] == r["top_k_labels"][0] and r["score"] == r["top_k_scores"][0]
         assert r["true_label"] == r["video_id"].split("/")[0] and r["run_id"] == "r1"
         assert abs(sum(r["top_k_scores"]) - 1) < 1e-3 and r["frames_decoded"] == 20 and r["num_clips"] == 1
+        assert r["decode_errors"] == 0
     (n, distinct), = duckdb.sql(f"select count(*), count(distinct video_id) from '{out}/predictions-*.parquet'").fetchall()
     assert n == distinct == 18
 

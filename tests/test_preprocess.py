@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
-from videos import barcode_video, read_index, text_file
+from videos import barcode_video, read_index, text_file, truncated_copy
 from pipelines import preprocess
 from vidclass import dataset
 
@@ -16,12 +16,16 @@ SHARED_CHECKER = pathlib.Path(__file__).resolve().parents[2] / "shared" / "tools
 
 @pytest.fixture(scope="module")
 def class_folders(tmp_path_factory):
-    """Three classes of barcode videos of various lengths, plus a text file and an empty file."""
+    """Three classes of barcode videos of various lengths, an upload cut short (still usable), a text
+    file and an empty file."""
     root = tmp_path_factory.mktemp("videos")
     for cls in ("jump", "run", "walk"):
         (root / cls).mkdir()
         for i in range(5):
             barcode_video(root / cls / f"{cls}_{i}.mp4", 12 + 3 * i)
+    full = barcode_video(root / "full.mp4", 60, container_options={"movflags": "+faststart"})
+    truncated_copy(full, root / "run" / "cut_short.mp4", 0.6)
+    full.unlink()
     text_file(root / "jump" / "notes.mp4")
     (root / "walk" / "empty.avi").write_bytes(b"")
     return root
@@ -69,8 +73,11 @@ def test_class_folders_become_a_complete_dataset(class_folders, tmp_path):
             assert [read_index(f) for f in frames] == frame_index  # the frames are the ones named
             assert frames[0].shape == (64, 64, 3) and len(frames) == 8
             seen[video_id] = split
-    assert len(seen) == 15 and sum(s.videos for s in info.splits.values()) == 15
-    assert info.inputs == 17 and info.failures == 2
+    assert len(seen) == 16 and sum(s.videos for s in info.splits.values()) == 16
+    assert info.inputs == 18 and info.failures == 2
+    videos = {v["video_id"]: v for v in pq.read_table(out / "videos.parquet").to_pylist()}
+    assert videos["run/cut_short.mp4"]["decode_errors"] >= 1 and videos["run/cut_short.mp4"]["frames_decoded"] < 60
+    assert all(v["decode_errors"] == 0 for k, v in videos.items() if k != "run/cut_short.mp4")
     for split, s in info.splits.items():
         assert s.clips == sum(1 for v in seen.values() if v == split)
 
@@ -124,7 +131,7 @@ def test_all_bad_inputs_fail_the_run_loudly(tmp_path):
 
 
 def test_error_share_above_limit_fails_run(class_folders, tmp_path):
-    """--max-error-rate turns a mostly-broken input into a failed run (2 of 17 bad > 10%)."""
+    """--max-error-rate turns a mostly-broken input into a failed run (2 of 18 bad > 10%)."""
     out = tmp_path / "ds"
     assert _run("--input", class_folders, "--output", out, "--num-frames", 2, "--size", 16,
                 "--max-error-rate", 0.1) == 1
