@@ -8,11 +8,13 @@ import apache_beam as beam
 
 from pipelines.common import Progress
 from vidclass import errors
-from vidclass.video.isolation import WorkerPool
 from vidclass.sampling import SamplingSpec
-from vidclass.video import Clips, DecodeLimits
+from vidclass.video import Clips, DecodeLimits, VideoInfo, WindowClips
+from vidclass.video.isolation import WorkerPool
 
 FAILED = "failed"
+WINDOW_FAILED = "window_failed"
+VIDEO_INFO = "video_info"
 _NS = "vidclass"
 
 
@@ -55,6 +57,39 @@ class DecodeVideos(beam.DoFn):
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.close()
+
+
+class DecodeWindows(DecodeVideos):
+    """(task) -> one `(task, WindowClips)` per decoded window on the main output, `(task, WindowClips)` on
+    `window_failed` for a window that did not decode, then `(task, VideoInfo, windows)` on `video_info`;
+    or `(task, Failure)` on `failed` when the video itself cannot be decoded (then nothing else)."""
+
+    def __init__(self, spec: SamplingSpec, limits: DecodeLimits, seconds: float, stride: float | None,
+                 total: int = 0, run_token: str = ""):
+        super().__init__(spec, limits, "infer", total, run_token)
+        self.seconds, self.stride = seconds, stride
+
+    def process(self, task: Any) -> Iterator[Any]:
+        start = time.monotonic()
+        info: VideoInfo | None = None
+        windows = 0
+        for item in self._pool.worker().sample_windows(task.uri, self.spec, self.seconds, self.stride, self.limits):
+            if isinstance(item, errors.Failure):
+                # a failure before any window is the video's; after some, the rest of the video is lost
+                failure = item if info is None else errors.Failure(
+                    item.uri, item.code, f"{item.message} (after {windows} windows)", item.stage)
+                self._failed.inc()
+                self._progress.tick(failed=True)
+                yield beam.pvalue.TaggedOutput(FAILED, (task, failure))
+                return
+            assert isinstance(item, WindowClips)
+            info, windows = item.info, windows + 1
+            yield (task, item) if item.clips is not None else beam.pvalue.TaggedOutput(WINDOW_FAILED, (task, item))
+        self._decode_ms.update(int((time.monotonic() - start) * 1000))
+        self._ok.inc()
+        self._frames.inc(info.frames_decoded if info else 0)
+        self._progress.tick()
+        yield beam.pvalue.TaggedOutput(VIDEO_INFO, (task, info, windows))
 
 
 _PROGRESS: dict[str, Progress] = {}

@@ -40,8 +40,6 @@ VIDEO_SCHEMA = pa.schema([("video_id", pa.string()), ("uri", pa.string()), ("lab
                           ("fps", pa.float64()), ("duration_s", pa.float64()), ("width", pa.int64()),
                           ("height", pa.int64()), ("codec", pa.string()), ("padded_frames", pa.int64()),
                           ("decode_errors", pa.int64()), ("substituted_frames", pa.int64())])
-OWNED = ("*-?????-of-?????.tfrecord", "*-?????-of-?????.tfrecord.gz", dataset.DATASET_JSON,
-         dataset.LABELS_TXT, dataset.FAILURES, "videos.parquet", "contact_sheet.png")
 
 
 def add_arguments(parser) -> None:
@@ -143,12 +141,12 @@ def build(tasks, plan: Plan, discover_failures=None) -> None:
                                                          ).with_outputs("videos", main="records")
     _ = encoded.records | "WriteShards" >> WriteShards(plan)
     _ = encoded.videos | "WriteVideos" >> beam.io.WriteToParquet(
-        f"{plan.staging}/videos", VIDEO_SCHEMA, file_name_suffix=".parquet", num_shards=1, shard_name_template="")
+        f"{plan.staging}/{dataset.VIDEOS.removesuffix('.parquet')}", VIDEO_SCHEMA, file_name_suffix=".parquet", num_shards=1, shard_name_template="")
     failures = decoded[FAILED] | "FailureRows" >> beam.MapTuple(failure_row)
     if discover_failures is not None:
         failures = (failures, discover_failures) | "AllFailures" >> beam.Flatten()
     _ = failures | "WriteFailures" >> beam.io.WriteToParquet(
-        f"{plan.staging}/failures", FAILURE_SCHEMA, file_name_suffix=".parquet", num_shards=1,
+        f"{plan.staging}/{dataset.FAILURES.removesuffix('.parquet')}", FAILURE_SCHEMA, file_name_suffix=".parquet", num_shards=1,
         shard_name_template="")
 
 

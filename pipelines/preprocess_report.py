@@ -37,8 +37,8 @@ def _decode_ms(result) -> float | None:
 
 def finalize(opts, plan, labels: LabelMap, tasks: list, discover_failures: list, result, elapsed: float) -> int:
     """Write dataset.json and labels.txt into staging, commit the directory, print the summary."""
-    videos = _read_table(f"{plan.staging}/videos.parquet")
-    failures = _read_table(f"{plan.staging}/failures.parquet")
+    videos = _read_table(f"{plan.staging}/{dataset.VIDEOS}")
+    failures = _read_table(f"{plan.staging}/{dataset.FAILURES}")
     decode_failed = len(failures) - len(discover_failures)
     if len(videos) + decode_failed != len(tasks):
         raise RuntimeError(f"conservation broken: {len(tasks)} videos in, {len(videos)} written + "
@@ -61,8 +61,7 @@ def finalize(opts, plan, labels: LabelMap, tasks: list, discover_failures: list,
         f.write(labels.to_text())
     error_rate = len(failures) / max(1, info.inputs)
     ok = bool(videos) and error_rate <= opts.max_error_rate
-    from pipelines.preprocess import OWNED  # the owned patterns live with the writer
-    outdir.commit(opts.output, plan.staging, OWNED, keep_out=(TASKS_FILE,), success=ok)
+    outdir.commit(opts.output, plan.staging, dataset.OWNED, keep_out=(TASKS_FILE,), success=ok)
     _summary(opts, info, elapsed, _decode_ms(result))
     if not videos:
         print("preprocess: FAILED: no video could be used; see failures.parquet", file=sys.stderr)

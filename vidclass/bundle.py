@@ -36,6 +36,8 @@ class Bundle:
     model_frames: int
     model_version: str
     jpeg_quality: int = 90  # the dataset's: inference round-trips frames through the same JPEG as training
+    embedding_layer: str = ""  # the layer whose output feeds the classifier: what `--embeddings` returns
+    embedding_width: int = 0
     dataset: str = ""
     vidclass_version: str = vidclass.__version__
     created_at: str = ""
@@ -44,7 +46,8 @@ class Bundle:
         return json.dumps({
             "labels": self.labels.to_list(), "sampling": self.spec.to_dict(), "model": self.model_name,
             "model_config": self.model_config, "model_frames": self.model_frames,
-            "model_version": self.model_version, "jpeg_quality": self.jpeg_quality, "dataset": self.dataset,
+            "model_version": self.model_version, "jpeg_quality": self.jpeg_quality,
+            "embedding": {"layer": self.embedding_layer, "width": self.embedding_width}, "dataset": self.dataset,
             "vidclass_version": self.vidclass_version,
             "created_at": self.created_at or datetime.datetime.now(datetime.timezone.utc).isoformat()}, indent=2)
 
@@ -54,7 +57,8 @@ class Bundle:
         return cls(labels=LabelMap(tuple(d["labels"])), spec=SamplingSpec.from_dict(d["sampling"]),
                    model_name=d["model"], model_config=d["model_config"], model_frames=d["model_frames"],
                    model_version=d["model_version"], jpeg_quality=d.get("jpeg_quality", 90),
-                   dataset=d.get("dataset", ""),
+                   embedding_layer=d.get("embedding", {}).get("layer", ""),
+                   embedding_width=d.get("embedding", {}).get("width", 0), dataset=d.get("dataset", ""),
                    vidclass_version=d.get("vidclass_version", ""), created_at=d.get("created_at", ""))
 
 

@@ -80,7 +80,14 @@ def _add_predict(sub) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="clips per model call")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per video")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="videos decoded at once")
-    p.add_argument("--json", action="store_true", help="one JSON object per video on stdout")
+    p.add_argument("--segment-seconds", type=float, default=None,
+                   help="label each window of this many seconds: a timeline per video")
+    p.add_argument("--segment-stride", type=float, default=None,
+                   help="seconds between window starts (default: the window length, so windows tile)")
+    p.add_argument("--embeddings", action="store_true", help="add the model's pooled features to each row")
+    p.add_argument("--plot", default=None, metavar="PNG", help="draw the timelines (with --segment-seconds)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per video on stdout (with segments: each window's row, then the video's)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -145,8 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "evaluate":
         return _evaluate(args)
     if args.command == "predict":
-        from vidclass import predict
-        return predict.main(args)
+        from vidclass import predict_cli
+        try:
+            return predict_cli.main(args)
+        except (FileNotFoundError, ValueError, OSError) as e:
+            print(f"predict: error: cannot load the model: {e}", file=sys.stderr)
+            return 2
     raise AssertionError(args.command)
 
 

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from vidclass import dataset, schema
 from vidclass.dataset import DatasetInfo
 
-SHEET_NAME = "contact_sheet.png"
+SHEET_NAME = dataset.CONTACT_SHEET
 _SPLIT_ORDER = ("train", "val", "test")
 _CELL_IN, _LABEL_IN, _TOP_IN, _BOTTOM_IN = 1.0, 2.2, 0.5, 0.15
 _CAPTION_CHARS = 26  # what fits left of the frames at 9 pt monospace

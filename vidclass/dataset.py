@@ -21,7 +21,12 @@ FORMAT_VERSION = 1
 DATASET_JSON = "dataset.json"
 LABELS_TXT = "labels.txt"
 FAILURES = "failures.parquet"
+VIDEOS = "videos.parquet"
+CONTACT_SHEET = "contact_sheet.png"
 SUCCESS = outdir.SUCCESS
+# the files a dataset directory owns: a rerun replaces these and never touches anything else
+OWNED = ("*-?????-of-?????.tfrecord", "*-?????-of-?????.tfrecord.gz", DATASET_JSON, LABELS_TXT, FAILURES, VIDEOS,
+         CONTACT_SHEET)
 
 
 def shard_name(split: str, index: int, count: int, compression: str | None = None) -> str:

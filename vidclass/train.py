@@ -19,6 +19,7 @@ import tensorflow as tf
 from vidclass import bundle, dataset, plots
 from vidclass.data import Augment, make_dataset
 from vidclass.models import build_model
+from vidclass.models.embedding import embedding_layer, embedding_width
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,9 +181,11 @@ def _write_bundle(model, model_dir, ckpt_dir, data_dir, info, cfg, frames, histo
     else:
         model.save(model_path)
     history = _dedupe_history(history_path)
+    layer = embedding_layer(model)
     b = bundle.Bundle(labels=info.labels, spec=info.spec, model_name=cfg.model,
                       model_config={**cfg.model_config, "frames": frames}, model_frames=frames,
                       model_version=bundle.file_hash(model_path), jpeg_quality=info.jpeg_quality,
+                      embedding_layer=layer, embedding_width=embedding_width(model, layer),
                       dataset=os.path.abspath(data_dir))
     bundle.write(model_dir, b)
     last = history[-1] if history else {}

@@ -60,6 +60,12 @@ class StreamIndex:
             return (len(self) - 1) / span
         return fallback if fallback and math.isfinite(fallback) and 0 < fallback <= 1000 else 25.0
 
+    def duration_s(self, fallback_fps: float | None) -> float:
+        """First frame's start to last frame's end; the last frame lasts as long as the gap before it
+        (as players show it), or one frame at the average rate."""
+        last = (self.pts[-1] - self.pts[-2]) * float(self.time_base) if self.timed and len(self) > 1 else 0.0
+        return self.span_s() + (last if last > 0 else 1.0 / self.fps(fallback_fps))
+
     def position_of(self, pts: int | None) -> int | None:
         """The position of a decoded frame's timestamp, or None when it is not a frame of the index."""
         if pts is None or not self.timed:

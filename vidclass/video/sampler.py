@@ -59,6 +59,7 @@ def windows(duration_s: float, seconds: float, stride_s: float | None = None) ->
     stride = stride_s or seconds
     if seconds <= 0 or stride <= 0:
         raise ValueError(f"window length and stride must be > 0, got {seconds}, {stride}")
+    duration_s = round(duration_s, 6)  # 19.9 s + 1/10 s must be 20 s, not a hair over it (an empty window)
     out, k = [], 0
     while True:
         start = k * stride
@@ -77,7 +78,7 @@ def sample_windows(uri: str, spec: SamplingSpec, seconds: float, stride_s: float
     stays bounded however long the video. A window where nothing decodes is a failure of that window."""
     with local_copy(uri) as path, VideoReader(path, uri, limits) as reader:
         index = reader.index
-        cuts = windows(index.span_s() + 1.0 / index.fps(reader.container_fps), seconds, stride_s)
+        cuts = windows(index.duration_s(reader.container_fps), seconds, stride_s)
         for g in range(0, len(cuts), group):
             batch = cuts[g:g + group]
             bounds = [index.window(w.start_s, w.end_s) for w in batch]
@@ -100,7 +101,7 @@ def video_info(reader: VideoReader) -> VideoInfo:
     width, height = reader.display_size()
     return VideoInfo(uri=reader.uri, frames_decoded=len(index) - len(reader.missing),
                      header_frame_count=reader.header_frames, fps=float(fps),
-                     duration_s=float(index.span_s() + 1.0 / fps), width=width, height=height,
+                     duration_s=float(index.duration_s(reader.container_fps)), width=width, height=height,
                      codec=reader.codec, decode_errors=reader.decode_errors)
 
 
