@@ -28,7 +28,10 @@ setuptools.setup(
         "matplotlib>=3.8,<4",
     ],
     extras_require={
-        "dev": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "duckdb>=1.0", "pandas>=2.2", "build>=1.2"],
+        # moto[server]: a real S3-compatible server on loopback for the remote-storage tests; s3fs (and boto3,
+        # which Beam's S3 IO uses) so those tests reach it the way users reach S3, MinIO or Ceph
+        "dev": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "duckdb>=1.0", "pandas>=2.2", "build>=1.2",
+                "moto[server]>=5,<6", "s3fs>=2024.6", "boto3>=1.34"],
         "gcp": ["apache-beam[gcp]>=2.77,<2.78", "gcsfs>=2024.6"],
         "s3": ["apache-beam[aws]>=2.77,<2.78", "s3fs>=2024.6"],
     },

@@ -15,7 +15,7 @@ import fsspec
 from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, StandardOptions,
                                                   _BeamArgumentParser)
 
-from vidclass import video
+from vidclass import errors, video
 
 
 def reject_unknown_flags(flags: list[str], ours: tuple[str, ...] = ()) -> None:
@@ -30,7 +30,7 @@ def reject_unknown_flags(flags: list[str], ours: tuple[str, ...] = ()) -> None:
         known = [*ours, *(o for a in parser._actions for o in a.option_strings)]  # pylint: disable=protected-access
         hints = [f"{b} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(b.split("=")[0], known, 1))
                  else b for b in bad]
-        raise SystemExit(f"error: unrecognized arguments: {', '.join(hints)}")
+        raise errors.UsageError(f"unrecognized arguments: {', '.join(hints)}")
 
 
 def parse(prog: str, flags: list[str], add_arguments) -> tuple[argparse.Namespace, PipelineOptions]:

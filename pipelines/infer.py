@@ -132,20 +132,13 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     """Score the videos; returns the exit status (0 when the run completed, even with per-video errors)."""
     opts, options = common.parse("vidclass infer", list(sys.argv[1:] if argv is None else argv), add_arguments)
     started = time.monotonic()
-    try:
-        b = bundle.load(opts.model_dir)
-        bundle.load_model(opts.model_dir)  # fail here, loudly, not on every worker
-    except Exception as e:  # noqa: BLE001 - any load failure is the same systemic fault for the user
-        print(f"infer: FAILED: cannot load the model in {opts.model_dir}: {e}", file=sys.stderr)
-        return 2
+    b = bundle.load(opts.model_dir)
+    bundle.load_model(opts.model_dir)  # fail here, loudly, not on every worker
     if opts.skip_scored and not outdir.is_finished(opts.skip_scored):
-        print(f"infer: FAILED: --skip-scored {opts.skip_scored} is not a finished output (no _SUCCESS)",
-              file=sys.stderr)
-        return 2
+        raise errors.UsageError(f"--skip-scored {opts.skip_scored} is not a finished output (no _SUCCESS)")
     tasks, refused = plan_tasks(opts.input, b)
     if not tasks and not refused:
-        print(f"infer: FAILED: no videos found in {opts.input}", file=sys.stderr)
-        return 1
+        raise errors.RunFailed(f"no videos found in {opts.input}")
     spec = dataclasses.replace(b.spec, clips_per_video=opts.clips_per_video or b.spec.clips_per_video)
     run_id = opts.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     config = ScoringConfig(spec.clips_per_video, opts.top_k, opts.segment_seconds,

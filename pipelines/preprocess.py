@@ -178,9 +178,7 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     started = time.monotonic()
     tasks, discover_failures, labels, form = plan_tasks(opts)
     if not tasks:
-        print(f"preprocess: no usable videos found in {opts.input} ({len(discover_failures)} rows refused)",
-              file=sys.stderr)
-        return 1
+        raise errors.RunFailed(f"no usable videos found in {opts.input} ({len(discover_failures)} rows refused)")
     print(f"preprocess: {len(tasks)} videos, {len(labels)} classes ({form}) -> {opts.output}", file=sys.stderr)
     staging = outdir.begin(opts.output)
     limits = DecodeLimits(timeout_s=opts.timeout, threads=common.decoder_threads(options))

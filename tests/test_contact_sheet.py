@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vidclass import contact_sheet, dataset, schema
+from vidclass import contact_sheet, dataset, errors, schema
 from vidclass.dataset import DatasetInfo, SplitInfo
 from vidclass.labels import LabelMap
 from vidclass.sampling import SamplingSpec
@@ -172,16 +172,16 @@ def test_main_prints_table_and_writes_sheet(ds_dir, capsys):
     assert all(not p.endswith(".png") for s in info.splits for p in dataset.shard_paths(ds_dir, info, s))
 
 
-def test_main_unfinished_dataset(tmp_path, capsys):
-    """Without _SUCCESS the command exits 1 with a message, and writes no sheet."""
+def test_main_unfinished_dataset(tmp_path):
+    """Without _SUCCESS the command refuses the dataset (a `DatasetError`: exit 2 from the CLI) and writes
+    no sheet."""
     root = make_dataset(tmp_path, finished=False)
-    assert contact_sheet.main(argparse.Namespace(dataset=root, out=None, split=None, per_class=3, frames=8)) == 1
-    err = capsys.readouterr().err
-    assert "not a finished vidclass dataset" in err and "_SUCCESS" in err
+    with pytest.raises(errors.DatasetError, match="not a finished vidclass dataset.*_SUCCESS"):
+        contact_sheet.main(argparse.Namespace(dataset=root, out=None, split=None, per_class=3, frames=8))
     assert not (tmp_path / contact_sheet.SHEET_NAME).exists()
 
 
-def test_main_unknown_split(ds_dir, capsys):
-    """Asking for a split the dataset lacks exits 1 and names the splits it has."""
-    assert contact_sheet.main(argparse.Namespace(dataset=ds_dir, out=None, split="dev", per_class=3, frames=8)) == 1
-    assert "'dev'" in capsys.readouterr().err
+def test_main_unknown_split(ds_dir):
+    """Asking for a split the dataset lacks is refused, naming the splits it has."""
+    with pytest.raises(errors.DatasetError, match="'dev'"):
+        contact_sheet.main(argparse.Namespace(dataset=ds_dir, out=None, split="dev", per_class=3, frames=8))

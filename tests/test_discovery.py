@@ -8,6 +8,8 @@ from pathlib import Path
 import fsspec
 import pytest
 
+from vidclass import errors
+
 from vidclass.discovery import VIDEO_EXTENSIONS, Discovery, VideoInput, discover, is_video
 from vidclass.errors import BAD_LABEL, DUPLICATE, NOT_FOUND
 from vidclass.labels import assign_split
@@ -86,9 +88,9 @@ def test_single_file_and_missing_path(tmp_path):
     touch(tmp_path, "clip.mp4", "notes.txt")
     d = discover(str(tmp_path / "clip.mp4"))
     assert [(i.uri, i.label) for i in d.inputs] == [(str(tmp_path / "clip.mp4"), None)]
-    with pytest.raises(FileNotFoundError, match="nope.mp4"):
+    with pytest.raises(errors.InputError, match="nope.mp4"):
         discover(str(tmp_path / "nope.mp4"))
-    with pytest.raises(ValueError, match="notes.txt"):
+    with pytest.raises(errors.InputError, match="notes.txt"):
         discover(str(tmp_path / "notes.txt"))
 
 
@@ -101,7 +103,7 @@ def test_glob(tmp_path):
     d = discover(str(tmp_path / "**"), labelled=False)
     assert ids(d) == ["run/c.mp4", "walk/a.mp4", "walk/x/b.mp4"] and d.inputs[2].label is None
     assert d.inputs[2].uri == str(tmp_path / "walk/x/b.mp4")
-    with pytest.raises(FileNotFoundError, match="no files match"):
+    with pytest.raises(errors.InputError, match="no files match"):
         discover(str(tmp_path / "*.avi"))
 
 
@@ -149,7 +151,7 @@ def test_manifest_unlabelled_and_missing_uri_column(tmp_path):
     assert ids(d) == ["a.mp4", "b.mp4"] and d.inputs[0].label is None
     assert [f.message for f in discover(str(tmp_path / "m.csv")).failures] == ["no label", "no label"]
     (tmp_path / "bad.csv").write_text("path,label\na.mp4,walk\n")
-    with pytest.raises(ValueError, match="no 'uri' column.*path, label"):
+    with pytest.raises(errors.InputError, match="no 'uri' column.*path, label"):
         discover(str(tmp_path / "bad.csv"))
 
 
@@ -233,7 +235,7 @@ def test_ucf101_official_split(tmp_path):
     assert {i.split for i in d.inputs if "_g01_" in i.video_id} == {"test"}
     assert {i.split for i in d.inputs if "_g01_" not in i.video_id} == {"train"}
     assert discover(str(lists / "trainlist01.txt")) == d  # the list file itself names the same split
-    with pytest.raises(ValueError, match="split 2"):
+    with pytest.raises(errors.InputError, match="split 2"):
         discover(str(lists), split_number=2)
 
 

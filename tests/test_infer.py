@@ -12,7 +12,7 @@ import pytest
 
 from videos import fifo, text_file
 from pipelines import infer, preprocess
-from vidclass import dataset, synthetic
+from vidclass import dataset, errors, synthetic
 from vidclass.data import Augment
 from vidclass.evaluate import predict_split, video_level
 from vidclass.train import TrainConfig, train
@@ -115,10 +115,13 @@ def test_rerun_replaces_and_skip_scored_scores_only_new_videos(trained, tmp_path
 
 
 def test_systemic_faults_exit_non_zero(trained, tmp_path):
-    """No model, no inputs, or every video broken: the run fails loudly."""
-    assert _infer("--input", trained / "videos", "--model-dir", tmp_path / "nomodel", "--output", tmp_path / "o") == 2
+    """No model, no inputs, or every video broken: the run fails loudly, with a typed error the CLI turns
+    into one line and a named exit status."""
+    with pytest.raises(errors.ModelError, match="nomodel"):
+        _infer("--input", trained / "videos", "--model-dir", tmp_path / "nomodel", "--output", tmp_path / "o")
     (tmp_path / "empty").mkdir()
-    assert _infer("--input", tmp_path / "empty", "--model-dir", trained / "model", "--output", tmp_path / "o") == 1
+    with pytest.raises(errors.RunFailed, match="no videos found"):
+        _infer("--input", tmp_path / "empty", "--model-dir", trained / "model", "--output", tmp_path / "o")
     (tmp_path / "bad").mkdir()
     text_file(tmp_path / "bad" / "a.mp4")
     assert _infer("--input", tmp_path / "bad", "--model-dir", trained / "model", "--output", tmp_path / "o2") == 1

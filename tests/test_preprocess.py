@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from videos import barcode_video, read_index, text_file, truncated_copy
 from pipelines import preprocess
-from vidclass import dataset
+from vidclass import dataset, errors
 
 SHARED_CHECKER = pathlib.Path(__file__).resolve().parents[2] / "shared" / "tools" / "check_dataset.py"
 
@@ -140,7 +140,7 @@ def test_error_share_above_limit_fails_run(class_folders, tmp_path):
 
 def test_unknown_flag_is_an_error_not_silently_dropped(class_folders, tmp_path):
     """A typo in a flag stops the run with a suggestion, instead of Beam dropping it with a warning."""
-    with pytest.raises(SystemExit, match="num-shards"):
+    with pytest.raises(errors.UsageError, match="num-shards"):
         _run("--input", class_folders, "--output", tmp_path / "o", "--num-shard", 2)
 
 

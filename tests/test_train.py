@@ -10,7 +10,7 @@ import time
 import pytest
 
 import datasets
-from vidclass import bundle
+from vidclass import bundle, errors
 from vidclass.data import Augment
 from vidclass.evaluate import evaluate
 from vidclass.train import TrainConfig, train
@@ -70,7 +70,7 @@ def test_bundle_is_complete_and_describes_the_model(temporal_vs_frame, motion):
 def test_finished_model_dir_is_not_silently_overwritten(temporal_vs_frame, motion):
     """Training into a finished bundle refuses without --overwrite."""
     model_dir, _ = temporal_vs_frame["frame_cnn"]
-    with pytest.raises(SystemExit, match="overwrite"):
+    with pytest.raises(errors.UsageError, match="overwrite"):
         train(str(motion), str(model_dir), TrainConfig(model="frame_cnn", epochs=1))
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import fsspec
 
 import vidclass
+from vidclass import errors
 from vidclass.labels import LabelMap
 from vidclass.sampling import SamplingSpec
 
@@ -85,7 +86,7 @@ def load(model_dir: str) -> Bundle:
     fs, root = fsspec.core.url_to_fs(model_dir)
     for name in (BUNDLE_JSON, MODEL_FILE):
         if not fs.exists(posixpath.join(root, name)):
-            raise FileNotFoundError(f"{model_dir} is not a model bundle (no {name}); train one with "
+            raise errors.ModelError(f"{model_dir} is not a model bundle (no {name}); train one with "
                                     "`vidclass train --data DATASET --model-dir MODEL_DIR`")
     with fs.open(posixpath.join(root, BUNDLE_JSON), "r") as f:
         return Bundle.from_json(f.read())

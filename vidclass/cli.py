@@ -10,6 +10,8 @@ import json
 import os
 import sys
 
+from vidclass import errors, quiet
+
 PIPELINES = {"preprocess": "videos -> TFRecord shards per split (Beam)",
              "infer": "videos -> one Parquet prediction row per video (Beam)",
              "demo": "the whole chain on a synthetic dataset made on the spot"}
@@ -132,10 +134,7 @@ def _evaluate(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    # TensorFlow's C++ start-up chatter (oneDNN, CUDA probes) buries the summaries users need to read.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args, extra = parser().parse_known_args(argv)
+def _dispatch(args, extra: list[str]) -> int:
     if args.command in PIPELINES:
         import importlib
         return importlib.import_module(f"pipelines.{args.command}").main(extra, args.help)
@@ -153,12 +152,49 @@ def main(argv: list[str] | None = None) -> int:
         return _evaluate(args)
     if args.command == "predict":
         from vidclass import predict_cli
-        try:
-            return predict_cli.main(args)
-        except (FileNotFoundError, ValueError, OSError) as e:
-            print(f"predict: error: cannot load the model: {e}", file=sys.stderr)
-            return 2
+        return predict_cli.main(args)
     raise AssertionError(args.command)
+
+
+def _os_error(e: BaseException) -> OSError | None:
+    """The OSError behind an exception, however deep a library wrapped it (Beam re-raises worker errors)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError) and e.errno is not None:
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; every failure of the run ends in one line on stderr and a named exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = any(a in ("-v", "--verbose") for a in argv)
+    argv = [a for a in argv if a not in ("-v", "--verbose")]
+    quiet.install(verbose)
+    args, extra = parser().parse_known_args(argv)
+    name = f"vidclass {args.command}"
+    try:
+        return int(_dispatch(args, extra))
+    except errors.RunError as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
+        return int(e.status)
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return int(errors.Exit.INTERRUPTED)
+    except Exception as e:  # noqa: BLE001 - the last boundary: one line, the traceback only when asked
+        if verbose:
+            raise
+        os_error = _os_error(e)
+        if os_error is not None:
+            where = f": {os_error.filename}" if os_error.filename else ""
+            print(f"{name}: error: {os_error.strerror or os_error}{where}", file=sys.stderr)
+        else:
+            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+            print(f"{name}: error: {type(e).__name__}: {first} (run again with --verbose for the traceback)",
+                  file=sys.stderr)
+        return int(errors.Exit.FAILED)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import tensorflow as tf
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from vidclass import dataset, schema
+from vidclass import dataset, errors, schema
 from vidclass.dataset import DatasetInfo
 
 SHEET_NAME = dataset.CONTACT_SHEET
@@ -195,25 +195,22 @@ def default_split(info: DatasetInfo) -> str:
 
 
 def main(args: Any) -> int:
-    """args: .dataset, and optional .out, .split, .per_class (3), .frames (8); 1 on an unusable dataset."""
+    """args: .dataset, and optional .out, .split, .per_class (3), .frames (8); `DatasetError` for an
+    unusable dataset."""
     directory = str(args.dataset).rstrip("/") or str(args.dataset)
     per_class = 3 if getattr(args, "per_class", None) is None else int(args.per_class)
     frames = 8 if getattr(args, "frames", None) is None else int(args.frames)
-    try:
-        if per_class < 1 or frames < 1:
-            raise ValueError("--per-class and --frames must be >= 1")
-        info = dataset.load(directory)
-        split = getattr(args, "split", None) or default_split(info)
-        dataset.shard_paths(directory, info, split)  # validates the split name before any reading
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"vidclass inspect: error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 1
+    if per_class < 1 or frames < 1:
+        raise errors.UsageError("--per-class and --frames must be >= 1")
+    info = dataset.load(directory)
+    split = getattr(args, "split", None) or default_split(info)
+    dataset.shard_paths(directory, info, split)  # validates the split name before any reading
     print(counts_table(info), end="")
     try:
         samples = sample_clips(directory, info, split, per_class)
     except (tf.errors.OpError, ValueError, KeyError) as e:  # a corrupt shard or record: say which split
-        print(f"vidclass inspect: error: could not read split {split!r}: {e}", file=sys.stderr)
-        return 1
+        raise errors.DatasetError(f"could not read split {split!r} of {directory}: "
+                                  f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
     out = getattr(args, "out", None) or f"{directory}/{SHEET_NAME}"
     shown = sum(len(v) for v in samples.values())
     draw_sheet(samples, info, out, frames, title=f"{directory}: {split}, {shown} clips")

@@ -13,7 +13,7 @@ from typing import Any
 import fsspec
 
 import vidclass
-from vidclass import outdir
+from vidclass import errors, outdir
 from vidclass.labels import LabelMap
 from vidclass.sampling import SamplingSpec
 
@@ -77,7 +77,7 @@ class DatasetInfo:
     def from_json(cls, text: str) -> "DatasetInfo":
         doc = json.loads(text)
         if doc.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"dataset format {doc.get('format_version')} is not {FORMAT_VERSION}; "
+            raise errors.DatasetError(f"dataset format {doc.get('format_version')} is not {FORMAT_VERSION}; "
                              "re-run `vidclass preprocess` with this vidclass version")
         splits = {k: SplitInfo(tuple(v["shards"]), v["videos"], v["clips"], dict(v["videos_per_class"]))
                   for k, v in doc["splits"].items()}
@@ -91,7 +91,7 @@ class DatasetInfo:
 def load(directory: str) -> DatasetInfo:
     """Read a finished dataset; refuses one without `_SUCCESS` (a run that died or is still writing)."""
     if not outdir.is_finished(directory):
-        raise FileNotFoundError(f"{directory} is not a finished vidclass dataset (no {SUCCESS}); "
+        raise errors.DatasetError(f"{directory} is not a finished vidclass dataset (no {SUCCESS}); "
                                 "run `vidclass preprocess` into it, and let it finish")
     with fsspec.open(directory.rstrip("/") + "/" + DATASET_JSON, "r") as f:
         return DatasetInfo.from_json(f.read())
@@ -100,5 +100,5 @@ def load(directory: str) -> DatasetInfo:
 def shard_paths(directory: str, info: DatasetInfo, split: str) -> list[str]:
     """Full paths of a split's shards, as listed in `dataset.json` (never a glob: no stray files read)."""
     if split not in info.splits:
-        raise KeyError(f"split {split!r} not in dataset (has {sorted(info.splits)})")
+        raise errors.DatasetError(f"split {split!r} not in {directory} (has {sorted(info.splits)})")
     return [directory.rstrip("/") + "/" + name for name in info.splits[split].shards]

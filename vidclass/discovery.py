@@ -17,6 +17,7 @@ import re
 
 import fsspec
 
+from vidclass import errors
 from vidclass.errors import BAD_LABEL, DUPLICATE, NOT_FOUND, Failure
 from vidclass.labels import LabelError, group_key, validate_label
 
@@ -67,7 +68,7 @@ def discover(spec: str, labelled: bool = True, split_number: int = 1) -> Discove
     if any(c in spec for c in "*?[") and not fs.exists(path):
         return _glob(root, labelled)
     if not fs.exists(path):
-        raise FileNotFoundError(f"input not found: {spec}")
+        raise errors.InputError(f"input not found: {spec}")
     if fs.isdir(path):
         names = _names(root)
         if "classInd.txt" in names and any(_UCF_LIST.match(n) for n in names):
@@ -86,7 +87,7 @@ def discover(spec: str, labelled: bool = True, split_number: int = 1) -> Discove
     if is_video(name):
         inp = VideoInput(path if root.local else spec, spec, None, None, group_key(spec))
         return Discovery((inp,), (), "archive")
-    raise ValueError(f"{spec}: not a video, folder, glob, .csv/.jsonl manifest or official split file")
+    raise errors.InputError(f"{spec}: not a video, folder, glob, .csv/.jsonl manifest or official split file")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,7 +181,7 @@ def _glob(root: _Root, labelled: bool) -> Discovery:
     base = _Root(root.fs, base_written, fsspec.core.url_to_fs(base_written)[1])
     matches = root.fs.glob(root.path, detail=True)
     if not matches:
-        raise FileNotFoundError(f"no files match {root.written}")
+        raise errors.InputError(f"no files match {root.written}")
     return _finish([_row(base.uri(p), base.rel(p), posixpath.basename(posixpath.dirname(p)) if labelled else None,
                          labelled=labelled)
                     for p, info in sorted(matches.items())
@@ -204,7 +205,7 @@ def _read_rows(root: _Root) -> tuple[list[str], list[dict]]:
             row = json.loads(line) if line.strip() else {}
             rows += [{**{k: "" if v is None else str(v) for k, v in row.items()}, "#": n}] if row else []
         except (json.JSONDecodeError, AttributeError):
-            raise ValueError(f"{root.written}:{n}: not a JSON object: {line[:80]!r}") from None
+            raise errors.InputError(f"{root.written}:{n}: not a JSON object: {line[:80]!r}") from None
         columns.update(dict.fromkeys(row))
     return list(columns), rows
 
@@ -215,11 +216,11 @@ def _manifest(root: _Root, labelled: bool) -> Discovery:
     if _KINETICS_COLUMNS <= set(columns):
         return _kinetics(root, rows, labelled)
     if "uri" not in columns:
-        raise ValueError(f"{root.written}: manifest has no 'uri' column (columns: {', '.join(columns) or 'none'})")
+        raise errors.InputError(f"{root.written}: manifest has no 'uri' column (columns: {', '.join(columns) or 'none'})")
     folder, out = root.parent(), []
     for row in rows:
         if not (written := (row.get("uri") or "").strip()):
-            raise ValueError(f"{root.written}:{row['#']}: row has no uri")
+            raise errors.InputError(f"{root.written}:{row['#']}: row has no uri")
         out.append(_row(_resolve(folder, written), written, row.get("label") or None, row.get("split") or None,
                         row.get("group") or None, labelled))
     return _finish(out, "manifest")
@@ -246,7 +247,7 @@ def _kinetics(root: _Root, rows: list[dict], labelled: bool) -> Discovery:
             ytid = row["youtube_id"].strip()
             stem = f"{ytid}_{int(float(row['time_start'])):06d}_{int(float(row['time_end'])):06d}"
         except (TypeError, ValueError, AttributeError):
-            raise ValueError(f"{root.written}:{row['#']}: bad youtube_id/time_start/time_end") from None
+            raise errors.InputError(f"{root.written}:{row['#']}: bad youtube_id/time_start/time_end") from None
         split = row.get("split") or None
         vid = by_stem.get(stem)
         uri = folder.uri(folder.child(vid or stem + ".mp4").path)
@@ -267,7 +268,7 @@ def _listed(lists: _Root, candidates: list[_Root], rows: list[tuple[str, str, st
                      key=lambda t: t[0], default=(0, None))
     if not hits:
         looked = ", ".join(c.written for c in candidates)
-        raise FileNotFoundError(f"{lists.written}: no folder holds the listed class folders; looked in {looked}")
+        raise errors.InputError(f"{lists.written}: no folder holds the listed class folders; looked in {looked}")
     present, out = root.find(), []
     for rel, split, source in rows:
         uri = root.uri(root.child(rel).path)
@@ -288,7 +289,7 @@ def _ucf101(lists: _Root, names: set[str], n: int) -> Discovery:
     chosen = [(kind, f"{kind}list{n:02d}.txt") for kind in ("train", "test") if f"{kind}list{n:02d}.txt" in names]
     if not chosen:
         have = sorted({int(m[2]) for m in map(_UCF_LIST.match, names) if m})
-        raise ValueError(f"{lists.written}: no UCF101 split {n} list (splits present: {have})")
+        raise errors.InputError(f"{lists.written}: no UCF101 split {n} list (splits present: {have})")
     rows = []
     for kind, name in chosen:
         for line in _read_text(lists.child(name)).splitlines():
@@ -303,13 +304,13 @@ def _hmdb51(lists: _Root, names: set[str], n: int) -> Discovery:
     files = sorted(name for name in names if (m := _HMDB_LIST.match(name)) and int(m["n"]) == n)
     if not files:
         have = sorted({int(m["n"]) for m in map(_HMDB_LIST.match, names) if m})
-        raise ValueError(f"{lists.written}: no HMDB51 split {n} files (splits present: {have})")
+        raise errors.InputError(f"{lists.written}: no HMDB51 split {n} files (splits present: {have})")
     rows = []
     for name in files:
         for number, line in enumerate(_read_text(lists.child(name)).splitlines(), 1):
             parts = line.split()
             if parts and (len(parts) != 2 or parts[1] not in ("0", "1", "2")):
-                raise ValueError(f"{lists.written}/{name}:{number}: expected 'video 0|1|2', got {line!r}")
+                raise errors.InputError(f"{lists.written}/{name}:{number}: expected 'video 0|1|2', got {line!r}")
             if parts and parts[1] != "0":
                 split = "train" if parts[1] == "1" else "test"
                 rows.append((f"{_HMDB_LIST.match(name)['cls']}/{parts[0]}", split, name))

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from vidclass import bundle, dataset, plots
+from vidclass import bundle, dataset, errors, plots
 from vidclass.data import make_dataset
 
 
@@ -77,7 +77,7 @@ def evaluate(data_dir: str, model_dir: str, split: str = "test", batch_size: int
     """Score the split, write confusion_matrix.png/.csv and the split's section of metrics.json."""
     info, b = dataset.load(data_dir), bundle.load(model_dir)
     if info.labels != b.labels:
-        raise SystemExit(f"error: the dataset's labels {info.labels.to_list()[:5]}... differ from the model's "
+        raise errors.UsageError(f"the dataset's labels {info.labels.to_list()[:5]}... differ from the model's "
                          f"{b.labels.to_list()[:5]}...; evaluate on a dataset made with the same classes")
     if info.spec != b.spec:
         print(f"evaluate: warning: dataset sampling {info.spec.to_json()} differs from the model's "

@@ -88,8 +88,7 @@ def main(args) -> int:
     limits = DecodeLimits(timeout_s=args.timeout, threads=decoder_threads(args.workers))
     uris = expand_inputs(args.videos)
     if not uris:
-        print("probe: no videos found in the given paths", file=sys.stderr)
-        return 1
+        raise errors.RunFailed(f"no videos found in {' '.join(args.videos)}")
     counts = write(probe(uris, spec, limits, args.workers), args.json)
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
     print(f"probe: {len(uris)} videos ({summary})", file=sys.stderr)

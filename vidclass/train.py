@@ -16,7 +16,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from vidclass import bundle, dataset, plots
+from vidclass import bundle, dataset, errors, plots
 from vidclass.data import Augment, make_dataset
 from vidclass.models import build_model
 from vidclass.models.embedding import embedding_layer, embedding_width
@@ -101,7 +101,7 @@ def _check_resume_config(ckpt_dir: str, cfg: TrainConfig, data_dir: str) -> bool
             saved = json.load(f)
         saved_cfg = {k: v for k, v in saved["config"].items() if k != "epochs"}
         if saved_cfg != {k: v for k, v in current["config"].items() if k != "epochs"} or saved["data"] != data_dir:
-            raise SystemExit(f"error: {ckpt_dir} holds an interrupted run with other settings; rerun with the "
+            raise errors.UsageError(f"{ckpt_dir} holds an interrupted run with other settings; rerun with the "
                              "same flags to resume, or --overwrite to start afresh")
         return os.path.exists(os.path.join(ckpt_dir, "training_metadata.json"))
     os.makedirs(ckpt_dir, exist_ok=True)
@@ -114,12 +114,12 @@ def train(data_dir: str, model_dir: str, cfg: TrainConfig, overwrite: bool = Fal
     """Train and write the bundle; returns the final metrics."""
     info = dataset.load(data_dir)
     if "train" not in info.splits or info.splits["train"].clips == 0:
-        raise SystemExit(f"error: {data_dir} has no training clips")
+        raise errors.DatasetError(f"{data_dir} has no training clips")
     os.makedirs(model_dir, exist_ok=True)
     ckpt_dir = os.path.join(model_dir, "checkpoints")
     finished = os.path.exists(os.path.join(model_dir, bundle.BUNDLE_JSON)) and not os.path.exists(ckpt_dir)
     if finished and not overwrite:
-        raise SystemExit(f"error: {model_dir} already holds a trained model; pass --overwrite to replace it")
+        raise errors.UsageError(f"{model_dir} already holds a trained model; pass --overwrite to replace it")
     if overwrite:
         import shutil
         shutil.rmtree(ckpt_dir, ignore_errors=True)
