@@ -21,7 +21,8 @@ from typing import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import decode  # noqa: E402  bench/ is on sys.path when run as a script: reuse its videos and floor
+import decode  # noqa: E402  bench/ is on sys.path when run as a script: decode's spec and floor
+import media  # noqa: E402  the test videos, log and emit
 
 import apache_beam as beam  # noqa: E402
 import numpy as np  # noqa: E402
@@ -38,7 +39,7 @@ from vidclass.models import DEFAULT_MODEL, build_model  # noqa: E402
 from vidclass.predict import Predictor  # noqa: E402
 from vidclass.video import DecodeLimits, sample_video  # noqa: E402
 
-SPEC, log = decode.SPEC, decode.log
+SPEC, log = decode.SPEC, media.log
 CLASSES, WORKERS = 10, 2
 GOALS = {"pipeline_vs_floor_min": 0.8, "pipeline_vs_loop_min": 2.0}
 BEAM_FLAGS = ["--direct_num_workers", str(WORKERS), "--direct_running_mode", "multi_threading"]
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = os.path.abspath(args.workdir or tempfile.mkdtemp(prefix="vidclass-bench-infer-"))
     os.makedirs(workdir, exist_ok=True)
     try:
-        paths = decode.make_videos(workdir, args.videos, args.seconds)
+        paths = media.make_videos(workdir, args.videos, args.seconds)
         dirs = {k: os.path.join(workdir, k) for k in ("input", "model", "out")}
         shutil.rmtree(dirs["input"], ignore_errors=True)
         os.makedirs(dirs["input"])
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
-    decode.emit(result, args.out)
+    media.emit(result, args.out)
     return 0
 
 

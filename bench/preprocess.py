@@ -24,7 +24,8 @@ from typing import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import decode  # noqa: E402  bench/ is on sys.path when run as a script: reuse its videos and floor
+import decode  # noqa: E402  bench/ is on sys.path when run as a script: decode's spec and floor
+import media  # noqa: E402  the test videos, log and emit
 
 import apache_beam as beam  # noqa: E402
 import cv2  # noqa: E402
@@ -36,7 +37,7 @@ from vidclass import schema  # noqa: E402
 from vidclass.video.isolation import DecodeWorker, WorkerPool  # noqa: E402
 from vidclass.video import sample_video  # noqa: E402
 
-SPEC, log = decode.SPEC, decode.log
+SPEC, log = decode.SPEC, media.log
 CLASSES = ("class_a", "class_b", "class_c")
 GOALS = {"workers2_vs_workers1_min": 1.7, "per_video_vs_floor_max": 1.3}
 Cost = tuple[float, float]  # (wall s, CPU s)
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = os.path.abspath(args.workdir or tempfile.mkdtemp(prefix="vidclass-bench-pre-"))
     os.makedirs(workdir, exist_ok=True)
     try:
-        paths = decode.make_videos(workdir, args.videos, args.seconds)
+        paths = media.make_videos(workdir, args.videos, args.seconds)
         dirs = os.path.join(workdir, "input-full"), os.path.join(workdir, "input-small")
         make_input(dirs[0], paths, paths)
         out = os.path.join(workdir, "out")
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
-    decode.emit(result, args.out)
+    media.emit(result, args.out)
     return 0
 
 
