@@ -20,6 +20,8 @@ def test_valid_labels_pass_unchanged(name):
     ("", "empty"), (".", "relative"), ("..", "relative"), ("a/b", "separator"), ("a\\b", "separator"),
     ("a\x00b", "control"), ("a\nb", "control"), ("tab\there", "control"), ("a\x7fb", "control"),
     ("a\u2028b", "control"), (" lead", "whitespace"), ("trail ", "whitespace"), ("x" * 201, "longer"),
+    ("evil\u202egpj.exe", "invisible"), ("zero\u200bwidth", "invisible"), ("a\u200db", "invisible"),
+    ("\ufeffbom", "invisible"),
 ])
 def test_bad_labels_raise_with_name_and_reason(name, reason):
     """Names that could act as paths or break labels.txt are refused with a message naming them and why."""
@@ -27,6 +29,21 @@ def test_bad_labels_raise_with_name_and_reason(name, reason):
         validate_label(name)
     assert reason in str(e.value) and repr(name) in str(e.value)
     assert isinstance(e.value, ValueError)
+
+
+def test_composed_and_decomposed_spellings_are_one_class(tmp_path):
+    """`café` as one code point (NFC) or as `e` + a combining accent (NFD, as macOS writes file names) is
+    the same label: one class in the map, found by either spelling, and one class from class folders."""
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    assert validate_label(nfd) == nfc
+    labels = LabelMap.from_names([nfc, nfd, "tea"])
+    assert labels.names == (nfc, "tea") and labels.index(nfd) == 0
+    from vidclass.discovery import discover
+    for name, folder in (("a.mp4", nfc), ("b.mp4", nfd)):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / name).write_bytes(b"")
+    found = discover(str(tmp_path))
+    assert found.labels() == (nfc,) and len(found.inputs) == 2
 
 
 def test_label_map_sorted_unique_and_lookups():

@@ -144,13 +144,13 @@ def _row(uri: str, vid: str, label: str | None, split: str | None = None, group:
     or split is unsafe. Checked here, before a name can reach any file name downstream."""
     if label is None and labelled:
         return Failure(uri, BAD_LABEL, why, STAGE)
+    checked = []
     for prefix, name in (("", label), ("split: ", split)):
         try:
-            if name is not None:
-                validate_label(name)
+            checked.append(None if name is None else validate_label(name))  # NFC: one class however typed
         except LabelError as e:
             return Failure(uri, BAD_LABEL, prefix + str(e), STAGE)
-    return VideoInput(uri, vid, label, split, group or group_key(vid))
+    return VideoInput(uri, vid, checked[0], checked[1], group or group_key(vid))
 
 
 def _finish(rows: list[VideoInput | Failure], form: str) -> Discovery:

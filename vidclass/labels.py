@@ -27,13 +27,16 @@ class LabelError(ValueError):
 
 
 def validate_label(name: str) -> str:
-    """Return `name` unchanged if it is safe as data; raise `LabelError` saying why not.
+    """Return `name` in Unicode NFC if it is safe as data; raise `LabelError` saying why not.
 
     Why so strict: labels end up in file names (per-class reports), one-per-line text files and Parquet
-    columns, so a slash, a control character or a line separator would change what those files mean.
+    columns, so a slash, a control character or a line separator would change what those files mean; an
+    invisible or direction-reversing character would make two labels look alike; and `café` typed as one
+    code point or as `e` + a combining accent must be one class, not two.
     """
     if not isinstance(name, str):
         raise LabelError(f"label {name!r} is not a string")
+    name = unicodedata.normalize("NFC", name)
     reason = _label_problem(name)
     if reason:
         raise LabelError(f"invalid label {name!r}: {reason}")
@@ -52,9 +55,12 @@ def _label_problem(name: str) -> str | None:
     for ch in name:
         category = unicodedata.category(ch)
         # Cc: control characters (NUL, newline, tab...); Cs: lone surrogates, not encodable as UTF-8;
-        # Zl/Zp: line and paragraph separators, which would split a line of labels.txt.
+        # Zl/Zp: line and paragraph separators, which would split a line of labels.txt; Cf: format
+        # characters: bidi overrides (U+202E shows "gpj.exe" as "exe.jpg"), zero-width spaces and joiners.
         if category in ("Cc", "Cs", "Zl", "Zp"):
             return f"contains control character U+{ord(ch):04X}"
+        if category == "Cf":
+            return f"contains invisible format character U+{ord(ch):04X} ({unicodedata.name(ch, 'unnamed')})"
     if name != name.strip():
         return "leading or trailing whitespace"
     return None
@@ -79,13 +85,13 @@ class LabelMap:
 
     @classmethod
     def from_names(cls, names: Iterable[str]) -> LabelMap:
-        """Sorted unique names, so the same set of classes always gets the same indices."""
-        return cls(tuple(sorted(set(names))))
+        """Sorted unique names (in NFC), so the same set of classes always gets the same indices."""
+        return cls(tuple(sorted({validate_label(n) for n in names})))
 
     def index(self, name: str) -> int:
         """The index of `name`; a KeyError lists some known names, as a typo is the usual cause."""
         try:
-            return self._index[name]
+            return self._index[unicodedata.normalize("NFC", name) if isinstance(name, str) else name]
         except KeyError:
             known = ", ".join(repr(n) for n in self.names[:10])
             more = f" and {len(self.names) - 10} more" if len(self.names) > 10 else ""
