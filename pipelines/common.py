@@ -15,7 +15,7 @@ import fsspec
 from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, StandardOptions,
                                                   _BeamArgumentParser)
 
-from vidclass import errors, video
+from vidclass import errors, flags, video
 
 
 def reject_unknown_flags(flags: list[str], ours: tuple[str, ...] = ()) -> None:
@@ -33,7 +33,7 @@ def reject_unknown_flags(flags: list[str], ours: tuple[str, ...] = ()) -> None:
         raise errors.UsageError(f"unrecognized arguments: {', '.join(hints)}")
 
 
-def parse(prog: str, flags: list[str], add_arguments) -> tuple[argparse.Namespace, PipelineOptions]:
+def parse(prog: str, flags: list[str], add_arguments, validate=None) -> tuple[argparse.Namespace, PipelineOptions]:
     """vidclass's flags by our own parser, the rest by Beam's (checked, so a typo is an error).
 
     Our flags are not a PipelineOptions subclass on purpose: Beam parses every subclass in the process
@@ -42,6 +42,8 @@ def parse(prog: str, flags: list[str], add_arguments) -> tuple[argparse.Namespac
     parser = argparse.ArgumentParser(prog=prog, allow_abbrev=False)
     add_arguments(parser)
     ours, rest = parser.parse_known_args(flags)
+    if validate is not None:
+        validate(ours)  # checks across flags: a UsageError, one line and exit 2 from the CLI
     reject_unknown_flags(rest, tuple(o for a in parser._actions for o in a.option_strings))
     options = PipelineOptions(rest)
     laptop_defaults(options, rest)
@@ -120,8 +122,10 @@ TASKS_FILE = "tasks.jsonl"
 
 def add_run_limits(parser: argparse.ArgumentParser) -> None:
     """The per-video and per-run failure limits both pipelines take."""
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per video before it is a timeout")
-    parser.add_argument("--max-error-rate", "--max_error_rate", dest="max_error_rate", type=float, default=0.5,
+    parser.add_argument("--timeout", type=flags.number(0, low_open=True), default=300.0,
+                        help="seconds per video before it is a timeout")
+    parser.add_argument("--max-error-rate", "--max_error_rate", dest="max_error_rate", type=flags.number(0, 1),
+                        default=0.5,
                         help="fail the run when a larger share of videos cannot be used")
 
 

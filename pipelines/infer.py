@@ -22,7 +22,7 @@ import apache_beam as beam
 from pipelines import common
 from pipelines.infer_report import finalize
 from pipelines.scoring import CarryOver, ScoreTimelines, ScoreVideos, ScoringPlan
-from vidclass import bundle, discovery, errors, outdir, predictions
+from vidclass import bundle, discovery, errors, flags, outdir, predictions
 from vidclass.predictions import ScoringConfig, Stamp, VideoRef
 from vidclass.video import DecodeLimits
 
@@ -49,18 +49,26 @@ def add_arguments(parser) -> None:
                         help="names this run in every row (default: a UTC timestamp)")
     parser.add_argument("--skip-scored", "--skip_scored", dest="skip_scored", default=None,
                         help="an earlier OUT: videos it scored (same id, content, model, settings) keep their rows")
-    parser.add_argument("--clips-per-video", "--clips_per_video", dest="clips_per_video", type=int,
+    parser.add_argument("--clips-per-video", "--clips_per_video", dest="clips_per_video", type=flags.integer(1, 1000),
                         default=None, help="clips averaged per video or window (default: as in training)")
-    parser.add_argument("--segment-seconds", "--segment_seconds", dest="segment_seconds", type=float, default=None,
+    parser.add_argument("--segment-seconds", "--segment_seconds", dest="segment_seconds",
+                        type=flags.number(0, 86400, low_open=True), default=None,
                         help="also label each window of this many seconds: segments-*.parquet, a timeline per video")
-    parser.add_argument("--segment-stride", "--segment_stride", dest="segment_stride", type=float, default=None,
+    parser.add_argument("--segment-stride", "--segment_stride", dest="segment_stride",
+                        type=flags.number(0, 86400, low_open=True), default=None,
                         help="seconds between window starts (default: the window length, so windows tile)")
     parser.add_argument("--embeddings", action="store_true",
                         help="add the model's pooled feature vector (`embedding`) to every row")
-    parser.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=5)
-    parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=16,
+    parser.add_argument("--top-k", "--top_k", dest="top_k", type=flags.integer(1, 1000), default=5)
+    parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=flags.integer(1, 4096), default=16,
                         help="clips per model call")
     common.add_run_limits(parser)
+
+
+def validate(opts) -> None:
+    """Flag checks that need more than one flag."""
+    if opts.segment_stride is not None and opts.segment_seconds is None:
+        raise errors.UsageError("--segment-stride needs --segment-seconds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +138,8 @@ def _prior(opts, config: ScoringConfig) -> str | None:
 
 def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> int:
     """Score the videos; returns the exit status (0 when the run completed, even with per-video errors)."""
-    opts, options = common.parse("vidclass infer", list(sys.argv[1:] if argv is None else argv), add_arguments)
+    opts, options = common.parse("vidclass infer", list(sys.argv[1:] if argv is None else argv), add_arguments,
+                                 validate)
     started = time.monotonic()
     b = bundle.load(opts.model_dir)
     bundle.load_model(opts.model_dir)  # fail here, loudly, not on every worker

@@ -23,7 +23,7 @@ import pyarrow as pa
 from pipelines import common
 from pipelines.decode import FAILED, DecodeVideos
 from pipelines.preprocess_report import finalize
-from vidclass import dataset, discovery, errors, outdir
+from vidclass import dataset, discovery, errors, flags, outdir
 from vidclass.labels import LabelMap, assign_split, parse_split_fractions
 from vidclass.sampling import SamplingSpec
 from vidclass.video import Clips, DecodeLimits
@@ -47,25 +47,36 @@ def add_arguments(parser) -> None:
     parser.add_argument("--input", required=True,
                         help="class folders, glob, manifest (.csv/.jsonl) or official split files")
     parser.add_argument("--output", required=True, help="dataset directory to write (local path or gs://, s3://)")
-    parser.add_argument("--num-frames", "--num_frames", dest="num_frames", type=int, default=16)
-    parser.add_argument("--size", type=int, default=112)
-    parser.add_argument("--clips-per-video", "--clips_per_video", dest="clips_per_video", type=int, default=1)
-    parser.add_argument("--stride", type=int, default=None,
+    parser.add_argument("--num-frames", "--num_frames", dest="num_frames", type=flags.integer(1, 1024), default=16)
+    parser.add_argument("--size", type=flags.integer(8, 4096), default=112)
+    parser.add_argument("--clips-per-video", "--clips_per_video", dest="clips_per_video", type=flags.integer(1, 1000),
+                        default=1)
+    parser.add_argument("--allow-large", "--allow_large", dest="allow_large", action="store_true",
+                        help=f"accept clips over {flags.MAX_CLIP_BYTES >> 20} MB of raw frames (--num-frames x --size)")
+    parser.add_argument("--stride", type=flags.integer(1), default=None,
                         help="frame step inside a clip; default spreads each clip over the whole video")
-    parser.add_argument("--target-fps", "--target_fps", dest="target_fps", type=float, default=None)
+    parser.add_argument("--target-fps", "--target_fps", dest="target_fps", type=flags.number(0, 1000, low_open=True),
+                        default=None)
     parser.add_argument("--resize", choices=("crop", "pad", "stretch"), default="crop")
     parser.add_argument("--seek", choices=("exact", "keyframe"), default="exact",
                         help="keyframe: each sampled frame snaps to its nearest keyframe (fast on long videos)")
     parser.add_argument("--split", default="train=0.8,val=0.1,test=0.1",
                         help="fractions for inputs without a given split, by a stable hash of the group")
-    parser.add_argument("--split-number", "--split_number", dest="split_number", type=int, default=1,
+    parser.add_argument("--split-number", "--split_number", dest="split_number", type=flags.integer(1, 99), default=1,
                         help="which official split (UCF101/HMDB51 list files)")
     parser.add_argument("--num-shards", "--num_shards", dest="num_shards", type=int, default=0,
                         help="shards per split (default: sized to ~150 MB each)")
     parser.add_argument("--compression", choices=("none", "gzip"), default="none",
                         help="GZIP shrinks JPEG shards ~5%% but makes writing ~40x slower")
-    parser.add_argument("--jpeg-quality", "--jpeg_quality", dest="jpeg_quality", type=int, default=90)
+    parser.add_argument("--jpeg-quality", "--jpeg_quality", dest="jpeg_quality", type=flags.integer(1, 100), default=90)
     common.add_run_limits(parser)
+
+
+def validate(opts) -> None:
+    """Flag checks that need more than one flag."""
+    flags.check_clip_size(opts.num_frames, opts.size, opts.clips_per_video, opts.allow_large)
+    if opts.stride is not None and opts.target_fps is not None:
+        raise errors.UsageError("give --stride or --target-fps, not both")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +183,8 @@ def plan_tasks(opts) -> tuple[list[Task], list[errors.Failure], LabelMap, str]:
 
 def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> int:
     """Preprocess; returns the exit status (0 when the run completed, even with per-video failures)."""
-    opts, options = common.parse("vidclass preprocess", list(sys.argv[1:] if argv is None else argv), add_arguments)
+    opts, options = common.parse("vidclass preprocess", list(sys.argv[1:] if argv is None else argv), add_arguments,
+                                 validate)
     spec = SamplingSpec(num_frames=opts.num_frames, clips_per_video=opts.clips_per_video, stride=opts.stride,
                         target_fps=opts.target_fps, size=opts.size, resize=opts.resize, seek=opts.seek)
     started = time.monotonic()

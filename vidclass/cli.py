@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from vidclass import errors, quiet
+from vidclass import errors, flags, quiet
 
 PIPELINES = {"preprocess": "videos -> TFRecord shards per split (Beam)",
              "infer": "videos -> one Parquet prediction row per video (Beam)",
@@ -20,14 +20,15 @@ PIPELINES = {"preprocess": "videos -> TFRecord shards per split (Beam)",
 def _add_probe(sub) -> None:
     p = sub.add_parser("probe", help="decode videos as the pipelines would and report what each holds")
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="files, folders (searched recursively) or globs")
-    p.add_argument("--num-frames", type=int, default=16)
-    p.add_argument("--size", type=int, default=112)
-    p.add_argument("--clips-per-video", type=int, default=1)
-    p.add_argument("--stride", type=int, default=None, help="frame step in a clip (default: spread over video)")
+    p.add_argument("--num-frames", type=flags.integer(1, 1024), default=16)
+    p.add_argument("--size", type=flags.integer(8, 4096), default=112)
+    p.add_argument("--clips-per-video", type=flags.integer(1, 1000), default=1)
+    p.add_argument("--stride", type=flags.integer(1), default=None, help="frame step in a clip (default: spread over video)")
     p.add_argument("--seek", choices=("exact", "keyframe"), default="exact",
                    help="keyframe: each sampled frame snaps to its nearest keyframe (fast on long videos)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per video before it is a timeout error")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--timeout", type=flags.number(0, low_open=True), default=60.0,
+                   help="seconds per video before it is a timeout error")
+    p.add_argument("--workers", type=flags.integer(1, 256), default=os.cpu_count() or 1)
     p.add_argument("--json", action="store_true", help="one JSON object per video on stdout")
 
 
@@ -36,8 +37,8 @@ def _add_inspect(sub) -> None:
     p.add_argument("dataset", metavar="DATASET")
     p.add_argument("--out", default=None, help="PNG path (default DATASET/contact_sheet.png)")
     p.add_argument("--split", default=None, help="split to show (default: train, else the first)")
-    p.add_argument("--per-class", type=int, default=3, help="clips shown per class")
-    p.add_argument("--frames", type=int, default=8, help="frames shown per clip")
+    p.add_argument("--per-class", type=flags.integer(1, 100), default=3, help="clips shown per class")
+    p.add_argument("--frames", type=flags.integer(1, 64), default=8, help="frames shown per clip")
 
 
 def _add_train(sub) -> None:
@@ -45,13 +46,14 @@ def _add_train(sub) -> None:
     p.add_argument("--data", required=True, metavar="DATASET")
     p.add_argument("--model-dir", required=True, metavar="MODEL_DIR")
     p.add_argument("--model", default="r2plus1d", help="r2plus1d (default), frame_cnn, cnn_gru, c3d, mobilenet_gru")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--epochs", type=flags.integer(1, 100000), default=30)
+    p.add_argument("--batch-size", type=flags.integer(1, 4096), default=8)
+    p.add_argument("--learning-rate", type=flags.number(0, 10, low_open=True), default=1e-3)
+    p.add_argument("--label-smoothing", type=flags.number(0, 0.99), default=0.1)
     p.add_argument("--class-weights", choices=("auto", "on", "off"), default="auto")
-    p.add_argument("--frames", type=int, default=None, help="frames the model takes (default: all of a clip)")
-    p.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs (needs a val split)")
+    p.add_argument("--frames", type=flags.integer(1, 1024), default=None,
+                   help="frames the model takes (default: all of a clip)")
+    p.add_argument("--patience", type=flags.integer(1), default=8, help="early-stopping patience in epochs")
     p.add_argument("--no-flip", action="store_true", help="no horizontal flips (direction-sensitive classes)")
     p.add_argument("--no-crop", action="store_true", help="no random crops")
     p.add_argument("--no-color", action="store_true", help="no brightness/contrast jitter")
@@ -59,7 +61,8 @@ def _add_train(sub) -> None:
     p.add_argument("--mixed-precision", action="store_true")
     p.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"), default="default")
     p.add_argument("--weights", default=None, help="local ImageNet weights file for mobilenet_gru")
-    p.add_argument("--model-config", default="{}", help="JSON of model options, e.g. '{\"width\": 2}'")
+    p.add_argument("--model-config", type=flags.json_object, default={},
+                   help="JSON of model options, e.g. '{\"width\": 2}'")
     p.add_argument("--no-cache", action="store_true", help="do not cache records in memory")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace a finished model in MODEL_DIR")
@@ -70,7 +73,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--data", required=True, metavar="DATASET")
     p.add_argument("--model-dir", required=True, metavar="MODEL_DIR")
     p.add_argument("--split", default="test")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=flags.integer(1, 4096), default=16)
     p.add_argument("--json", action="store_true", help="one JSON object with the results on stdout")
 
 
@@ -78,13 +81,13 @@ def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="label a handful of videos without Beam (same decode and model path)")
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="files, folders (searched recursively) or globs")
     p.add_argument("--model-dir", required=True, metavar="MODEL_DIR")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=16, help="clips per model call")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds per video")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="videos decoded at once")
-    p.add_argument("--segment-seconds", type=float, default=None,
+    p.add_argument("--top-k", type=flags.integer(1, 1000), default=5)
+    p.add_argument("--batch-size", type=flags.integer(1, 4096), default=16, help="clips per model call")
+    p.add_argument("--timeout", type=flags.number(0, low_open=True), default=300.0, help="seconds per video")
+    p.add_argument("--workers", type=flags.integer(1, 256), default=os.cpu_count() or 1, help="videos decoded at once")
+    p.add_argument("--segment-seconds", type=flags.number(0, 86400, low_open=True), default=None,
                    help="label each window of this many seconds: a timeline per video")
-    p.add_argument("--segment-stride", type=float, default=None,
+    p.add_argument("--segment-stride", type=flags.number(0, 86400, low_open=True), default=None,
                    help="seconds between window starts (default: the window length, so windows tile)")
     p.add_argument("--embeddings", action="store_true", help="add the model's pooled features to each row")
     p.add_argument("--plot", default=None, metavar="PNG", help="draw the timelines (with --segment-seconds)")
@@ -109,7 +112,7 @@ def parser() -> argparse.ArgumentParser:
 def _train(args) -> int:
     from vidclass.data import Augment
     from vidclass.train import TrainConfig, train
-    model_config = json.loads(args.model_config)
+    model_config = dict(args.model_config)
     if args.weights:
         model_config["weights"] = args.weights
     cfg = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
@@ -132,6 +135,17 @@ def _evaluate(args) -> int:
         print(report(result))
     print(f"evaluate: confusion_matrix.png/.csv and metrics.json in {args.model_dir}", file=sys.stderr)
     return 0
+
+
+def _validate(args) -> None:
+    """Checks that need more than one flag: a `UsageError` (one line, exit 2)."""
+    if args.command == "probe":
+        flags.check_clip_size(args.num_frames, args.size, args.clips_per_video)
+    if args.command == "predict":
+        if args.segment_stride is not None and args.segment_seconds is None:
+            raise errors.UsageError("--segment-stride needs --segment-seconds")
+        if args.plot and args.segment_seconds is None:
+            raise errors.UsageError("--plot draws a timeline: it needs --segment-seconds")
 
 
 def _dispatch(args, extra: list[str]) -> int:
@@ -176,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser().parse_known_args(argv)
     name = f"vidclass {args.command}"
     try:
+        _validate(args)
         return int(_dispatch(args, extra))
     except errors.RunError as e:
         print(f"{name}: error: {e}", file=sys.stderr)

@@ -1,0 +1,77 @@
+"""The command line as a careless or hostile user meets it: nonsense flags are refused before any work, with
+one line naming the flag and the reason and exit status 2, never a traceback; library noise stays out."""
+from __future__ import annotations
+
+import concurrent.futures
+import subprocess
+import sys
+
+import pytest
+
+from videos import barcode_video
+
+BAD_FLAGS = [
+    # (argv, a word the one line must contain)
+    (["probe", "x.mp4", "--timeout", "nan"], "--timeout"),
+    (["probe", "x.mp4", "--timeout", "-1"], "--timeout"),
+    (["probe", "x.mp4", "--size", "3000"], "--allow-large"),
+    (["probe", "x.mp4", "--num-frames", "0"], "--num-frames"),
+    (["predict", "x.mp4", "--model-dir", "m", "--top-k", "0"], "--top-k"),
+    (["predict", "x.mp4", "--model-dir", "m", "--top-k", "-2"], "--top-k"),
+    (["predict", "x.mp4", "--model-dir", "m", "--segment-stride", "5"], "--segment-seconds"),
+    (["predict", "x.mp4", "--model-dir", "m", "--segment-seconds", "inf"], "--segment-seconds"),
+    (["train", "--data", "d", "--model-dir", "m", "--epochs", "0"], "--epochs"),
+    (["train", "--data", "d", "--model-dir", "m", "--learning-rate", "nan"], "--learning-rate"),
+    (["train", "--data", "d", "--model-dir", "m", "--model-config", "[1, 2]"], "--model-config"),
+    (["preprocess", "--input", "i", "--output", "o", "--jpeg-quality", "101"], "--jpeg-quality"),
+    (["preprocess", "--input", "i", "--output", "o", "--jpeg-quality", "-5"], "--jpeg-quality"),
+    (["preprocess", "--input", "i", "--output", "o", "--size", "3000"], "--allow-large"),
+    (["preprocess", "--input", "i", "--output", "o", "--clips-per-video", "0"], "--clips-per-video"),
+    (["preprocess", "--input", "i", "--output", "o", "--max-error-rate", "1.5"], "--max-error-rate"),
+    (["preprocess", "--input", "i", "--output", "o", "--num-shard", "4"], "did you mean"),
+    (["infer", "--input", "i", "--model-dir", "m", "--output", "o", "--batch-size", "0"], "--batch-size"),
+    (["infer", "--input", "i", "--model-dir", "m", "--output", "o", "--timeout", "nan"], "--timeout"),
+    (["infer", "--input", "i", "--model-dir", "m", "--output", "o", "--segment-stride", "3"], "--segment-seconds"),
+]
+
+
+def _vidclass(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vidclass.cli", *argv], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_bad_flags_are_one_line_and_exit_2():
+    """Each nonsense value is refused at parse time: exit 2, no traceback, the flag named in the last line."""
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        results = list(ex.map(lambda case: _vidclass(*case[0]), BAD_FLAGS))
+    problems = []
+    for (argv, word), proc in zip(BAD_FLAGS, results):
+        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+        if proc.returncode != 2 or "Traceback" in proc.stderr or word not in last:
+            problems.append(f"{' '.join(argv)}: exit {proc.returncode}, stderr {proc.stderr[-400:]!r}")
+    assert not problems, "\n".join(problems)
+
+
+def test_unusable_inputs_are_one_line(tmp_path):
+    """A missing model, an unfinished dataset and a missing input are one line each, exit 2, and the
+    TensorFlow start-up chatter (cuInit, oneDNN, absl) stays out of the terminal."""
+    video = barcode_video(tmp_path / "v.mp4", 10)
+    (tmp_path / "ds").mkdir()
+    cases = [
+        (["predict", str(video), "--model-dir", str(tmp_path / "nomodel")], "not a model bundle"),
+        (["evaluate", "--data", str(tmp_path / "ds"), "--model-dir", str(tmp_path / "m")], "_SUCCESS"),
+        (["inspect", str(tmp_path / "ds")], "_SUCCESS"),
+        (["preprocess", "--input", str(tmp_path / "nothing"), "--output", str(tmp_path / "o")], "not found"),
+    ]
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        results = list(ex.map(lambda case: _vidclass(*case[0], timeout=300), cases))
+    for (argv, word), proc in zip(cases, results):
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and word in lines[0], (argv, proc.stderr)
+
+
+@pytest.mark.parametrize("flag", ["--verbose"])
+def test_verbose_shows_what_quiet_hides(tmp_path, flag):
+    """--verbose lets the libraries speak (and gives the traceback of an unexpected error)."""
+    proc = _vidclass("predict", str(tmp_path / "v.mp4"), "--model-dir", str(tmp_path / "m"), flag, timeout=300)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) > 1
