@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
-from pipelines import common  # noqa: E402
+from pipelines import runners  # noqa: E402
 from pipelines.infer import run as run_infer  # noqa: E402
 from pipelines.infer_report import read_rows  # noqa: E402
 from vidclass import bundle  # noqa: E402
@@ -44,7 +44,7 @@ CLASSES, WORKERS = 10, 2
 GOALS = {"pipeline_vs_floor_min": 0.8, "pipeline_vs_loop_min": 2.0}
 BEAM_FLAGS = ["--direct_num_workers", str(WORKERS), "--direct_running_mode", "multi_threading"]
 Cost = tuple[float, float]  # (wall s, CPU s)
-PIPE_LIMITS = DecodeLimits(threads=common.decoder_threads(PipelineOptions(BEAM_FLAGS)))  # the pipeline's decode
+PIPE_LIMITS = DecodeLimits(threads=runners.decoder_threads(PipelineOptions(BEAM_FLAGS)))  # the pipeline's decode
 tf.get_logger().setLevel("ERROR")  # each run() builds a new Predictor, hence a new trace: TF would warn of retracing
 
 

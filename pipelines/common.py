@@ -5,17 +5,16 @@ import argparse
 import dataclasses
 import difflib
 import json
-import os
 import sys
 import threading
 import time
 
 import apache_beam as beam
 import fsspec
-from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, StandardOptions,
-                                                  _BeamArgumentParser)
+from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
-from vidclass import errors, flags, video
+from pipelines import runners
+from vidclass import errors, flags
 
 
 def reject_unknown_flags(flags: list[str], ours: tuple[str, ...] = ()) -> None:
@@ -46,7 +45,7 @@ def parse(prog: str, flags: list[str], add_arguments, validate=None) -> tuple[ar
         validate(ours)  # checks across flags: a UsageError, one line and exit 2 from the CLI
     reject_unknown_flags(rest, tuple(o for a in parser._actions for o in a.option_strings))
     options = PipelineOptions(rest)
-    laptop_defaults(options, rest)
+    runners.laptop_defaults(options, rest)
     return ours, options
 
 
@@ -67,32 +66,6 @@ def print_help(prog: str, doc: str, add_arguments) -> None:
     print("\nBeam's own flags pass through: --runner (default DirectRunner on all cores), "
           "--direct_num_workers, --direct_running_mode,\n--project, --region, --temp_location, "
           "--setup_file, --sdk_container_image, ... (see README 'Running on Dataflow').")
-
-
-def is_direct(options: PipelineOptions) -> bool:
-    runner = options.view_as(StandardOptions).runner
-    return runner is None or str(runner).lower() in ("direct", "directrunner", "prismrunner", "prism")
-
-
-def laptop_defaults(options: PipelineOptions, flags: list[str]) -> None:
-    """On the DirectRunner, use every core by default: threads, since decoding runs in child processes
-    and OpenCV releases the GIL (measured: 2 threads 8.2 s vs 15.2 s in_memory for 40 videos)."""
-    if not is_direct(options):
-        return
-    direct = options.view_as(DirectOptions)
-    if not any(f.startswith("--direct_running_mode") for f in flags):
-        direct.direct_running_mode = "multi_threading"
-    if not any(f.startswith("--direct_num_workers") for f in flags):
-        direct.direct_num_workers = os.cpu_count() or 1
-    if options.view_as(StandardOptions).runner is None:
-        options.view_as(StandardOptions).runner = "DirectRunner"
-
-
-def decoder_threads(options: PipelineOptions) -> int:
-    """FFmpeg threads per video for this runner: only a single DirectRunner worker decodes videos one at
-    a time; cluster workers run many threads each."""
-    single = is_direct(options) and (options.view_as(DirectOptions).direct_num_workers or 1) <= 1
-    return video.decoder_threads(1 if single else 2)
 
 
 class Progress:

@@ -75,3 +75,25 @@ def test_verbose_shows_what_quiet_hides(tmp_path, flag):
     """--verbose lets the libraries speak (and gives the traceback of an unexpected error)."""
     proc = _vidclass("predict", str(tmp_path / "v.mp4"), "--model-dir", str(tmp_path / "m"), flag, timeout=300)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) > 1
+
+
+def test_no_leftovers_in_tmpdir_or_home(tmp_path):
+    """A run writes nothing outside its output: no Beam temp folders left in $TMPDIR, no keras.json,
+    matplotlib cache or Beam cache in $HOME."""
+    import os
+    for c in ("a", "b"):
+        (tmp_path / "in" / c).mkdir(parents=True)
+        for i in range(2):
+            barcode_video(tmp_path / "in" / c / f"{i}.mp4", 8)
+    tmp, home = tmp_path / "tmp", tmp_path / "home"
+    tmp.mkdir()
+    home.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp), "HOME": str(home)}
+    for argv in (["preprocess", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "ds"), "--num-frames", "4",
+                  "--size", "32", "--split", "train=1"],
+                 ["inspect", str(tmp_path / "ds")]):
+        proc = subprocess.run([sys.executable, "-m", "vidclass.cli", *argv], capture_output=True, text=True,
+                              timeout=300, env=env, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not list(tmp.iterdir()), list(tmp.iterdir())
+    assert not list(home.iterdir()), [str(p) for p in home.rglob("*")]

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from vidclass import errors, flags, quiet
+from vidclass import errors, flags, quiet, runtime
 
 PIPELINES = {"preprocess": "videos -> TFRecord shards per split (Beam)",
              "infer": "videos -> one Parquet prediction row per video (Beam)",
@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     verbose = any(a in ("-v", "--verbose") for a in argv)
     argv = [a for a in argv if a not in ("-v", "--verbose")]
     quiet.install(verbose)
+    runtime.private_scratch()  # before TensorFlow, Keras, matplotlib or Beam is imported
     args, extra = parser().parse_known_args(argv)
     name = f"vidclass {args.command}"
     try:
