@@ -39,14 +39,20 @@ class VideoReader:
             self.header_frames = int(stream.frames) if 0 < (stream.frames or 0) < 10**8 else _estimate(container, stream)
             self.container_fps = float(stream.average_rate or stream.guessed_rate or 0) or None
             self.index = build_index(container, stream, uri, limits.max_duration_s)
-        finally:
+        except BaseException:
             container.close()
+            raise
         if not len(self.index):
+            container.close()
             raise errors.VideoError(errors.NO_FRAMES, uri, f"opens (codec {self.codec!r}) but its video stream "
                                     "holds no frame data")
         self.missing: set[int] = set()
         self._rejected: set[int] = set()
-        self._container = None
+        # The indexing container is kept and sought back to the start for the first decode: a second
+        # av.open costs ~2 ms, a few percent of a short clip's whole decode.
+        self._container = container if self.index.timed and self.index.keyframe[:1].all() else None
+        if self._container is None:
+            container.close()
         self._frames: Iterator[tuple[int | None, av.VideoFrame]] | None = None
         self._pos = -1          # position of the last frame the decoder gave (-1: none yet)
         self._keyframes_only = False
@@ -84,7 +90,7 @@ class VideoReader:
         todo = sorted({int(p) for p in positions})
         wanted = set(todo)
         got: dict[int, tuple[np.ndarray, int]] = {}
-        if keyframes_only != self._keyframes_only or self._container is None:
+        if keyframes_only != self._keyframes_only or self._frames is None:
             self._keyframes_only = keyframes_only
             self._restart(None)
         full = not keyframes_only and self._pos < 0 and self.index.full_pass_pays(np.array(todo))
@@ -126,6 +132,10 @@ class VideoReader:
     def _restart(self, key: int | None) -> None:
         """Decode from keyframe `key` (from the start when None); a seek that overshoots is retried from
         the start, so a demuxer that lands past the asked keyframe cannot make frames look missing."""
+        if key is None and self._container is not None and self._frames is None:
+            key = 0  # the indexing container, at its end: seek it back to the first frame (a keyframe)
+            containers.configure_decoder(self._container.streams[self.stream_index], self.limits.threads,
+                                         self._keyframes_only)
         if self._container is None or key is None:
             self.close()
             self._container = containers.open_input(self.path, self.uri)
