@@ -19,10 +19,10 @@ import time
 
 import apache_beam as beam
 
-from pipelines import common
+from pipelines import common, runners
 from pipelines.infer_report import finalize
 from pipelines.scoring import CarryOver, ScoreTimelines, ScoreVideos, ScoringPlan
-from vidclass import bundle, discovery, errors, flags, outdir, predictions
+from vidclass import bundle, discovery, errors, flags, lease, outdir, predictions
 from vidclass.predictions import ScoringConfig, Stamp, VideoRef
 from vidclass.video import DecodeLimits
 
@@ -62,6 +62,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--top-k", "--top_k", dest="top_k", type=flags.integer(1, 1000), default=5)
     parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=flags.integer(1, 4096), default=16,
                         help="clips per model call")
+    parser.add_argument("--force", action="store_true",
+                        help="take over the output from another run's lease at once (only when that run is dead)")
     common.add_run_limits(parser)
 
 
@@ -140,6 +142,8 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     """Score the videos; returns the exit status (0 when the run completed, even with per-video errors)."""
     opts, options = common.parse("vidclass infer", list(sys.argv[1:] if argv is None else argv), add_arguments,
                                  validate)
+    runners.preflight(options, {"--input": opts.input, "--model-dir": opts.model_dir, "--output": opts.output,
+                                "--skip-scored": opts.skip_scored})
     started = time.monotonic()
     b = bundle.load(opts.model_dir)
     bundle.load_model(opts.model_dir)  # fail here, loudly, not on every worker
@@ -154,18 +158,21 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
                            opts.segment_stride if opts.segment_seconds else None, opts.embeddings)
     print(f"infer: {len(tasks) + len(refused)} videos with {b.model_name} {b.model_version} (run {run_id}) "
           f"-> {opts.output}", file=sys.stderr)
-    staging = outdir.begin(opts.output)
-    limits = DecodeLimits(timeout_s=opts.timeout, threads=common.decoder_threads(options))
-    scoring = ScoringPlan(opts.model_dir, Stamp(b.labels, b.model_version, run_id, opts.top_k), spec, limits,
-                          opts.batch_size, opts.embeddings, len(tasks), config.segment_seconds, config.segment_stride)
-    plan = Plan(staging, scoring, config, max(1, math.ceil(len(tasks) / ROWS_PER_SHARD)),
-                max(1, math.ceil(len(tasks) / VIDEOS_PER_SEGMENT_SHARD)), _prior(opts, config), tuple(refused))
-    pipeline = test_pipeline or beam.Pipeline(options=options)
-    task_pc = common.stage_tasks(pipeline, staging, tasks, VideoRef)
-    build(task_pc, plan)
-    result = pipeline.run()
-    result.wait_until_finish()
-    return finalize(opts, plan, len(tasks) + len(refused), time.monotonic() - started)
+    command = lease.describe_command("vidclass infer", "--input", opts.input)  # named to a second run
+    with lease.acquire(opts.output, command, force=opts.force) as held:
+        staging = outdir.begin(opts.output, held)
+        limits = DecodeLimits(timeout_s=opts.timeout, threads=runners.decoder_threads(options))
+        scoring = ScoringPlan(opts.model_dir, Stamp(b.labels, b.model_version, run_id, opts.top_k), spec, limits,
+                              opts.batch_size, opts.embeddings, len(tasks), config.segment_seconds,
+                              config.segment_stride)
+        plan = Plan(staging, scoring, config, max(1, math.ceil(len(tasks) / ROWS_PER_SHARD)),
+                    max(1, math.ceil(len(tasks) / VIDEOS_PER_SEGMENT_SHARD)), _prior(opts, config), tuple(refused))
+        pipeline = test_pipeline or beam.Pipeline(options=options)
+        task_pc = common.stage_tasks(pipeline, staging, tasks, VideoRef)
+        build(task_pc, plan)
+        result = pipeline.run()
+        result.wait_until_finish()
+        return finalize(opts, plan, len(tasks) + len(refused), time.monotonic() - started, held)
 
 
 def main(flags: list[str], want_help: bool = False) -> int:

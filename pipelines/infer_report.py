@@ -1,5 +1,7 @@
 """After the infer pipeline: check one row per input video (and a whole timeline per segmented video),
-write `run.json`, swap the output in, summarise the run."""
+write `run.json`, swap the output in, summarise the run.
+
+A failed check is `RunFailed` (exit 1): nothing is committed, no `_SUCCESS`, the staging folder is kept."""
 from __future__ import annotations
 
 import collections
@@ -9,7 +11,8 @@ import fsspec
 import pyarrow.parquet as pq
 
 from pipelines.common import TASKS_FILE
-from vidclass import outdir, predictions
+from vidclass import errors, outdir, predictions, verify
+from vidclass.lease import Lease
 
 
 def read_rows(directory: str, columns: list[str] | None = None, kind: str = predictions.PREDICTIONS) -> list[dict]:
@@ -35,22 +38,32 @@ def _timeline_problems(rows: list[dict], segments: list[dict]) -> list[str]:
     return problems + sorted(windows)
 
 
-def finalize(opts, plan, inputs: int, elapsed: float) -> int:
-    """Commit the rows when every input has exactly one (and its timeline is whole); exit status per the
-    error share."""
+def _check(problems: list[str], staging: str) -> None:
+    if problems:
+        raise errors.RunFailed(f"{'; '.join(problems[:3])}{'; ...' if len(problems) > 3 else ''}; nothing "
+                               f"committed, staging kept in {staging}")
+
+
+def finalize(opts, plan, inputs: int, elapsed: float, lease: Lease) -> int:
+    """Commit the rows when every input has exactly one (and its timeline is whole) in exactly the shard
+    files the run wrote; exit status per the error share."""
+    segmented = plan.config.segment_seconds is not None
+    _check(verify.parquet_shard_problems(plan.staging, predictions.PREDICTIONS, plan.shards)
+           + (verify.parquet_shard_problems(plan.staging, predictions.SEGMENTS, plan.segment_shards)
+              if segmented else []), plan.staging)
     rows = read_rows(plan.staging, ["video_id", "status", "error_code", "run_id", "num_segments"])
     ids = collections.Counter(r["video_id"] for r in rows)
     duplicated = [v for v, n in ids.items() if n > 1]
     if len(rows) != inputs or duplicated:
-        raise RuntimeError(f"conservation broken: {inputs} videos in, {len(rows)} rows out "
-                           f"(duplicated ids: {duplicated[:5]}); staging left in {plan.staging}")
+        _check([f"conservation broken: {inputs} videos in, {len(rows)} rows out (duplicated ids: "
+                f"{duplicated[:5]})"], plan.staging)
     segments = []
-    if plan.config.segment_seconds is not None:
+    if segmented:
         segments = read_rows(plan.staging, ["video_id", "segment_index", "status"], predictions.SEGMENTS)
         broken = _timeline_problems(rows, segments)
         if broken:
-            raise RuntimeError(f"timelines broken for {len(broken)} videos ({broken[:5]}): segment rows do not "
-                               f"match num_segments; staging left in {plan.staging}")
+            _check([f"timelines broken for {len(broken)} videos ({broken[:5]}): segment rows do not match "
+                    "num_segments"], plan.staging)
     run_id = plan.scoring.stamp.run_id
     failed = collections.Counter(r["error_code"] for r in rows if r["status"] != "ok")
     carried = sum(r["run_id"] != run_id for r in rows)
@@ -60,7 +73,7 @@ def finalize(opts, plan, inputs: int, elapsed: float) -> int:
     counts = {"videos": len(rows), "scored": scored, "failed": sum(failed.values()), "carried": carried,
               "segments": len(segments), "failed_segments": sum(s["status"] != "ok" for s in segments)}
     predictions.write_run_json(plan.staging, plan.scoring.stamp, plan.config, counts)
-    outdir.commit(opts.output, plan.staging, predictions.OWNED, keep_out=(TASKS_FILE,), success=ok)
+    outdir.commit(opts.output, plan.staging, predictions.OWNED, lease, keep_out=(TASKS_FILE,), success=ok)
     lines = [f"infer: done in {elapsed:.1f} s: {len(rows)} videos -> {scored} scored, {sum(failed.values())} "
              f"failed, {carried} carried over from {plan.prior or '-'} "
              f"({(scored + sum(failed.values())) / max(elapsed, 1e-9):.1f} videos/s)"]

@@ -20,10 +20,10 @@ from typing import Iterator
 import apache_beam as beam
 import pyarrow as pa
 
-from pipelines import common
+from pipelines import common, runners
 from pipelines.decode import FAILED, DecodeVideos
 from pipelines.preprocess_report import finalize
-from vidclass import dataset, discovery, errors, flags, outdir
+from vidclass import dataset, discovery, errors, flags, lease, outdir
 from vidclass.labels import LabelMap, assign_split, parse_split_fractions
 from vidclass.sampling import SamplingSpec
 from vidclass.video import Clips, DecodeLimits
@@ -64,11 +64,13 @@ def add_arguments(parser) -> None:
                         help="fractions for inputs without a given split, by a stable hash of the group")
     parser.add_argument("--split-number", "--split_number", dest="split_number", type=flags.integer(1, 99), default=1,
                         help="which official split (UCF101/HMDB51 list files)")
-    parser.add_argument("--num-shards", "--num_shards", dest="num_shards", type=int, default=0,
-                        help="shards per split (default: sized to ~150 MB each)")
+    parser.add_argument("--num-shards", "--num_shards", dest="num_shards", type=flags.integer(1, 100_000),
+                        default=None, help="shards per split (default: sized to ~150 MB each)")
     parser.add_argument("--compression", choices=("none", "gzip"), default="none",
                         help="GZIP shrinks JPEG shards ~5%% but makes writing ~40x slower")
     parser.add_argument("--jpeg-quality", "--jpeg_quality", dest="jpeg_quality", type=flags.integer(1, 100), default=90)
+    parser.add_argument("--force", action="store_true",
+                        help="take over the output from another run's lease at once (only when that run is dead)")
     common.add_run_limits(parser)
 
 
@@ -185,6 +187,7 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     """Preprocess; returns the exit status (0 when the run completed, even with per-video failures)."""
     opts, options = common.parse("vidclass preprocess", list(sys.argv[1:] if argv is None else argv), add_arguments,
                                  validate)
+    runners.preflight(options, {"--input": opts.input, "--output": opts.output})
     spec = SamplingSpec(num_frames=opts.num_frames, clips_per_video=opts.clips_per_video, stride=opts.stride,
                         target_fps=opts.target_fps, size=opts.size, resize=opts.resize, seek=opts.seek)
     started = time.monotonic()
@@ -192,18 +195,20 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     if not tasks:
         raise errors.RunFailed(f"no usable videos found in {opts.input} ({len(discover_failures)} rows refused)")
     print(f"preprocess: {len(tasks)} videos, {len(labels)} classes ({form}) -> {opts.output}", file=sys.stderr)
-    staging = outdir.begin(opts.output)
-    limits = DecodeLimits(timeout_s=opts.timeout, threads=common.decoder_threads(options))
-    plan = Plan(staging, spec, limits, shard_counts(tasks, spec, opts.num_shards),
-                None if opts.compression == "none" else opts.compression, opts.jpeg_quality, len(tasks),
-                uuid.uuid4().hex)
-    pipeline = test_pipeline or beam.Pipeline(options=options)
-    task_pc = common.stage_tasks(pipeline, staging, tasks, Task)
-    refused = pipeline | "DiscoverFailures" >> beam.Create([failure_row(None, f) for f in discover_failures])
-    build(task_pc, plan, refused)
-    result = pipeline.run()
-    result.wait_until_finish()
-    return finalize(opts, plan, labels, tasks, discover_failures, result, time.monotonic() - started)
+    command = lease.describe_command("vidclass preprocess", "--input", opts.input)  # named to a second run
+    with lease.acquire(opts.output, command, force=opts.force) as held:
+        staging = outdir.begin(opts.output, held)
+        limits = DecodeLimits(timeout_s=opts.timeout, threads=runners.decoder_threads(options))
+        plan = Plan(staging, spec, limits, shard_counts(tasks, spec, opts.num_shards),
+                    None if opts.compression == "none" else opts.compression, opts.jpeg_quality, len(tasks),
+                    uuid.uuid4().hex)
+        pipeline = test_pipeline or beam.Pipeline(options=options)
+        task_pc = common.stage_tasks(pipeline, staging, tasks, Task)
+        refused = pipeline | "DiscoverFailures" >> beam.Create([failure_row(None, f) for f in discover_failures])
+        build(task_pc, plan, refused)
+        result = pipeline.run()
+        result.wait_until_finish()
+        return finalize(opts, plan, labels, tasks, discover_failures, result, time.monotonic() - started, held)
 
 
 def main(flags: list[str], want_help: bool = False) -> int:

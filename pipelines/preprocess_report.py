@@ -1,7 +1,8 @@
-"""After the preprocess pipeline: reconcile counts, write `dataset.json`, swap the dataset in, summarise.
+"""After the preprocess pipeline: write `dataset.json`, verify the staged dataset, swap it in, summarise.
 
 Runs in the launcher, from the files the pipeline staged (exact, unlike metrics that a retried bundle
-can count twice).
+can count twice). Nothing is committed unless the staged files hold what `dataset.json` says
+(`vidclass.verify`): a failed check is `RunFailed` (exit 1), no `_SUCCESS`, the staging folder kept.
 """
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import fsspec
 import pyarrow.parquet as pq
 
 from pipelines.common import TASKS_FILE
-from vidclass import dataset, outdir
+from vidclass import dataset, errors, outdir, verify
 from vidclass.labels import LabelMap
+from vidclass.lease import Lease
 
 
 def _read_table(url: str) -> list[dict[str, Any]]:
@@ -35,14 +37,11 @@ def _decode_ms(result) -> float | None:
         return None
 
 
-def finalize(opts, plan, labels: LabelMap, tasks: list, discover_failures: list, result, elapsed: float) -> int:
-    """Write dataset.json and labels.txt into staging, commit the directory, print the summary."""
+def finalize(opts, plan, labels: LabelMap, tasks: list, discover_failures: list, result, elapsed: float,
+             lease: Lease) -> int:
+    """Write dataset.json and labels.txt into staging, verify, commit the directory, print the summary."""
     videos = _read_table(f"{plan.staging}/{dataset.VIDEOS}")
     failures = _read_table(f"{plan.staging}/{dataset.FAILURES}")
-    decode_failed = len(failures) - len(discover_failures)
-    if len(videos) + decode_failed != len(tasks):
-        raise RuntimeError(f"conservation broken: {len(tasks)} videos in, {len(videos)} written + "
-                           f"{decode_failed} failed; the staging folder {plan.staging} is left for inspection")
     per_split: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     clips: collections.Counter = collections.Counter()
     for v in videos:
@@ -59,9 +58,14 @@ def finalize(opts, plan, labels: LabelMap, tasks: list, discover_failures: list,
         f.write(info.to_json())
     with fsspec.open(f"{plan.staging}/{dataset.LABELS_TXT}", "w") as f:
         f.write(labels.to_text())
+    problems = verify.dataset_problems(plan.staging, [t.video_id for t in tasks], len(discover_failures))
+    if problems:
+        raise errors.RunFailed(f"the staged dataset does not hold what dataset.json says: {'; '.join(problems[:3])}"
+                               f"{'; ...' if len(problems) > 3 else ''}; nothing committed, staging kept in "
+                               f"{plan.staging}")
     error_rate = len(failures) / max(1, info.inputs)
     ok = bool(videos) and error_rate <= opts.max_error_rate
-    outdir.commit(opts.output, plan.staging, dataset.OWNED, keep_out=(TASKS_FILE,), success=ok)
+    outdir.commit(opts.output, plan.staging, dataset.OWNED, lease, keep_out=(TASKS_FILE,), success=ok)
     _summary(opts, info, elapsed, _decode_ms(result))
     if not videos:
         print("preprocess: FAILED: no video could be used; see failures.parquet", file=sys.stderr)
