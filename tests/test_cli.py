@@ -29,6 +29,7 @@ BAD_FLAGS = [
     (["preprocess", "--input", "i", "--output", "o", "--clips-per-video", "0"], "--clips-per-video"),
     (["preprocess", "--input", "i", "--output", "o", "--max-error-rate", "1.5"], "--max-error-rate"),
     (["preprocess", "--input", "i", "--output", "o", "--num-shard", "4"], "did you mean"),
+    (["preprocess", "--input", "i", "--output", "o", "--num-shards", "-3"], "--num-shards"),
     (["infer", "--input", "i", "--model-dir", "m", "--output", "o", "--batch-size", "0"], "--batch-size"),
     (["infer", "--input", "i", "--model-dir", "m", "--output", "o", "--timeout", "nan"], "--timeout"),
     (["infer", "--input", "i", "--model-dir", "m", "--output", "o", "--segment-stride", "3"], "--segment-seconds"),
