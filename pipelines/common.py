@@ -14,7 +14,7 @@ import fsspec
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
 from pipelines import runners
-from vidclass import errors, flags
+from vidclass import errors, flags, storage
 
 
 def reject_unknown_flags(flags: list[str], ours: tuple[str, ...] = ()) -> None:
@@ -45,6 +45,7 @@ def parse(prog: str, flags: list[str], add_arguments, validate=None) -> tuple[ar
         validate(ours)  # checks across flags: a UsageError, one line and exit 2 from the CLI
     reject_unknown_flags(rest, tuple(o for a in parser._actions for o in a.option_strings))
     options = PipelineOptions(rest)
+    storage.configure_from_beam(options)  # Beam's --s3_* flags configure vidclass's own file access too
     runners.laptop_defaults(options, rest)
     return ours, options
 
