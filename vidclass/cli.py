@@ -54,6 +54,8 @@ def _add_train(sub) -> None:
     p.add_argument("--frames", type=flags.integer(1, 1024), default=None,
                    help="frames the model takes (default: all of a clip)")
     p.add_argument("--patience", type=flags.integer(1), default=8, help="early-stopping patience in epochs")
+    p.add_argument("--val-fraction", type=flags.number(0, 0.9), default=0.1,
+                   help="without a val split, validate on this share of train's groups (0: no validation)")
     p.add_argument("--no-flip", action="store_true", help="no horizontal flips (direction-sensitive classes)")
     p.add_argument("--no-crop", action="store_true", help="no random crops")
     p.add_argument("--no-color", action="store_true", help="no brightness/contrast jitter")
@@ -121,7 +123,7 @@ def _train(args) -> int:
                       augment=Augment(crop=not args.no_crop, flip=not args.no_flip, color=not args.no_color,
                                       temporal=not args.no_temporal_jitter),
                       mixed_precision=args.mixed_precision, strategy=args.strategy, model_config=model_config,
-                      cache=not args.no_cache, seed=args.seed)
+                      cache=not args.no_cache, seed=args.seed, val_fraction=args.val_fraction)
     train(args.data, args.model_dir, cfg, overwrite=args.overwrite)
     return 0
 

@@ -2,7 +2,9 @@
 
 The first look after preprocessing: are the classes balanced, did failures pile up, and do the frames under
 each label really show that class (a wrong crop, a swapped label or black frames are obvious at a glance).
-Drawing uses matplotlib's Agg canvas directly, never pyplot: no display, no global backend switch.
+Drawing uses matplotlib's Agg canvas directly, never pyplot: no display, no global backend switch. Shards
+on a scheme TensorFlow cannot read (s3://) come through the local shard cache, which the `train` and
+`evaluate` that usually follow then reuse.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from vidclass import dataset, errors, schema
+from vidclass.data import local_dataset
 from vidclass.dataset import DatasetInfo
 
 SHEET_NAME = dataset.CONTACT_SHEET
@@ -207,7 +210,7 @@ def main(args: Any) -> int:
     dataset.shard_paths(directory, info, split)  # validates the split name before any reading
     print(counts_table(info), end="")
     try:
-        samples = sample_clips(directory, info, split, per_class)
+        samples = sample_clips(local_dataset(directory, info), info, split, per_class)
     except (tf.errors.OpError, ValueError, KeyError) as e:  # a corrupt shard or record: say which split
         raise errors.DatasetError(f"could not read split {split!r} of {directory}: "
                                   f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e

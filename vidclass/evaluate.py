@@ -1,21 +1,22 @@
 """`vidclass evaluate`: clip- and video-level accuracy of a model bundle on a dataset split.
 
 Video-level scores average the class probabilities of a video's clips, which is how `infer` labels
-a video, so the two agree on the same videos.
+a video, so the two agree on the same videos. Dataset and model dir may be remote (the shards through
+the local cache; the outputs written where the model dir is). A figure with nothing to measure (recall
+of a class without test videos) is null, never NaN: the results are strict JSON.
 """
 from __future__ import annotations
 
 import collections
-import json
-import os
+import io
 import sys
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from vidclass import bundle, dataset, errors, plots
-from vidclass.data import make_dataset
+from vidclass import bundle, dataset, errors, plots, storage, strictjson
+from vidclass.data import local_dataset, make_dataset
 
 
 def predict_split(model, data_dir: str, info: dataset.DatasetInfo, split: str, frames: int,
@@ -42,9 +43,10 @@ def video_level(probs: np.ndarray, labels: np.ndarray, ids: list[str]) -> tuple[
             np.array([labels[groups[v][0]] for v in order], np.int64), order)
 
 
-def topk(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
+def topk(probs: np.ndarray, labels: np.ndarray, k: int) -> float | None:
+    """Share of examples whose label is among the k best scores; None with no examples."""
     if len(labels) == 0:
-        return float("nan")
+        return None
     top = np.argsort(-probs, axis=1)[:, :k]
     return float(np.mean([labels[i] in top[i] for i in range(len(labels))]))
 
@@ -63,13 +65,13 @@ def scores(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> dict[str,
     per_class = {}
     for i, name in enumerate(names):
         p = hits[i] / predicted[i] if predicted[i] else 0.0
-        r = hits[i] / support[i] if support[i] else float("nan")
-        f1 = 2 * p * r / (p + r) if support[i] and p + r > 0 else 0.0
-        per_class[name] = {"precision": round(float(p), 4), "recall": round(float(r), 4),
+        r = hits[i] / support[i] if support[i] else None  # no videos of the class: nothing to recall
+        f1 = 2 * p * r / (p + r) if r is not None and p + r > 0 else 0.0
+        per_class[name] = {"precision": round(float(p), 4), "recall": None if r is None else round(float(r), 4),
                            "f1": round(float(f1), 4), "support": int(support[i])}
     recalls = [hits[i] / support[i] for i in range(n) if support[i]]
     return {"top1": topk(probs, labels, 1), "top5": topk(probs, labels, min(5, n)),
-            "mean_class_accuracy": float(np.mean(recalls)) if recalls else float("nan"),
+            "mean_class_accuracy": float(np.mean(recalls)) if recalls else None,
             "num_examples": int(len(labels)), "per_class": per_class, "confusion": m}
 
 
@@ -82,8 +84,9 @@ def evaluate(data_dir: str, model_dir: str, split: str = "test", batch_size: int
     if info.spec != b.spec:
         print(f"evaluate: warning: dataset sampling {info.spec.to_json()} differs from the model's "
               f"{b.spec.to_json()}", file=sys.stderr)
+    dataset.shard_paths(data_dir, info, split)  # an unknown split is refused before the model loads
     model = bundle.load_model(model_dir)
-    probs, labels, ids = predict_split(model, data_dir, info, split, b.model_frames, batch_size)
+    probs, labels, ids = predict_split(model, local_dataset(data_dir, info), info, split, b.model_frames, batch_size)
     names = b.labels.to_list()
     clip = scores(probs, labels, names)
     vprobs, vlabels, _ = video_level(probs, labels, ids)
@@ -92,21 +95,28 @@ def evaluate(data_dir: str, model_dir: str, split: str = "test", batch_size: int
     clip.pop("confusion")
     result = {**video, "split": split, "num_clips": int(len(labels)), "model_version": b.model_version,
               "clip": {k: v for k, v in clip.items() if k != "per_class"}}
-    np.savetxt(os.path.join(model_dir, "confusion_matrix.csv"), matrix, fmt="%d", delimiter=",",
-               header=",".join(names), comments="")
-    plots.confusion_matrix(matrix, names, os.path.join(model_dir, "confusion_matrix.png"),
-                           f"{split}: video top-1 {result['top1']:.3f}")
-    bundle.update_metrics(model_dir, split, json.loads(json.dumps(result)))
+    csv = io.StringIO()
+    np.savetxt(csv, matrix, fmt="%d", delimiter=",", header=",".join(names), comments="")
+    storage.write_bytes(storage.join(model_dir, "confusion_matrix.csv"), csv.getvalue().encode())
+    plots.confusion_matrix(matrix, names, storage.join(model_dir, "confusion_matrix.png"),
+                           f"{split}: video top-1 {_fmt(result['top1'])}")
+    result = strictjson.clean(result)
+    bundle.update_metrics(model_dir, split, result)
     return result
+
+
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 def report(result: dict[str, Any]) -> str:
     """A readable summary: headline numbers and the per-class table."""
     lines = [f"split {result['split']}: {result['num_examples']} videos, {result['num_clips']} clips",
-             f"  video top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  "
-             f"mean class accuracy {result['mean_class_accuracy']:.4f}",
-             f"  clip  top-1 {result['clip']['top1']:.4f}  top-5 {result['clip']['top5']:.4f}",
+             f"  video top-1 {_fmt(result['top1'], '.4f')}  top-5 {_fmt(result['top5'], '.4f')}  "
+             f"mean class accuracy {_fmt(result['mean_class_accuracy'], '.4f')}",
+             f"  clip  top-1 {_fmt(result['clip']['top1'], '.4f')}  top-5 {_fmt(result['clip']['top5'], '.4f')}",
              f"  {'class':24} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}"]
     for name, c in result["per_class"].items():
-        lines.append(f"  {name[:24]:24} {c['precision']:9.3f} {c['recall']:7.3f} {c['f1']:6.3f} {c['support']:8d}")
+        lines.append(f"  {name[:24]:24} {c['precision']:9.3f} {_fmt(c['recall']):>7} {c['f1']:6.3f} "
+                     f"{c['support']:8d}")
     return "\n".join(lines)

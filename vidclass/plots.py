@@ -1,5 +1,12 @@
-"""The pictures a user looks at after training and evaluation (matplotlib, no display needed)."""
+"""The pictures a user looks at after training and evaluation (matplotlib, no display needed).
+
+Written through `storage`, so they land next to a model dir on s3:// or gs:// as well. A curve is drawn only
+when its series has values: a run without validation has no "val" lines, rather than empty ones.
+"""
 from __future__ import annotations
+
+import io
+import math
 
 import matplotlib
 
@@ -7,24 +14,45 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from vidclass import storage  # noqa: E402
 
-def training_curves(history: list[dict[str, float]], path: str) -> None:
-    """Loss and accuracy per epoch, train and validation side by side."""
+
+def _save(fig, url: str) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    storage.write_bytes(url, buf.getvalue())
+
+
+def series(history: list[dict[str, float]], key: str) -> list[float] | None:
+    """The values of `key` per epoch, or None when no epoch has a finite one (missing, NaN)."""
+    values = [r.get(key) for r in history]
+    if not any(v is not None and math.isfinite(v) for v in values):
+        return None
+    return [math.nan if v is None else float(v) for v in values]
+
+
+def training_curves(history: list[dict[str, float]], path: str) -> list[str]:
+    """Loss and accuracy per epoch, train and validation side by side; returns the series drawn."""
     if not history:
-        return
+        return []
     epochs = [int(r["epoch"]) + 1 for r in history]
+    drawn = []
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key in zip(axes, ("loss", "accuracy")):
-        ax.plot(epochs, [r[key] for r in history], "o-", label=f"train {key}")
-        if f"val_{key}" in history[0]:
-            ax.plot(epochs, [r[f"val_{key}"] for r in history], "o-", label=f"val {key}")
+        for name, label in ((key, f"train {key}"), (f"val_{key}", f"val {key}")):
+            values = series(history, name)
+            if values is not None:
+                ax.plot(epochs, values, "o-", label=label)
+                drawn.append(name)
         ax.set_xlabel("epoch")
         ax.set_title(key)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_lines():
+            ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
+    return drawn
 
 
 def confusion_matrix(matrix: np.ndarray, labels: list[str], path: str, title: str = "") -> None:
@@ -47,5 +75,4 @@ def confusion_matrix(matrix: np.ndarray, labels: list[str], path: str, title: st
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
