@@ -280,3 +280,21 @@ def test_history_csv_is_rewritten_from_the_committed_state(tmp_path):
     assert run.begin({"config": 1}, overwrite=False).epochs_done == 0
     assert (tmp_path / "m" / "history.csv").read_text() == "epoch\n"
     assert resume.history_csv([{"epoch": 0, "loss": 1.0, "val_loss": float("nan")}]) == "epoch,loss,val_loss\n0,1.0,\n"
+
+
+def test_a_run_that_fails_before_its_first_epoch_leaves_the_dir_as_it_was(tmp_path):
+    """A crash inside the first epoch (records smaller than dataset.json says) removes what the start made;
+    a folder that existed keeps only what was there."""
+    rng = np.random.default_rng(0)
+    clips = [(datasets.moving_dot(d, rng, size=24), name, f"train/{name}_{i}")
+             for i in range(4) for d, name in ((-1, "left"), (1, "right"))]
+    bad = datasets.write(tmp_path / "bad", {"train": clips}, ["left", "right"],
+                         datasets.SamplingSpec(num_frames=8, size=32))
+    mine = tmp_path / "existing"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    for model_dir in (tmp_path / "fresh", mine):
+        with pytest.raises(Exception, match="32"):
+            train(str(bad), str(model_dir), TrainConfig(model="frame_cnn", epochs=1, val_fraction=0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "existing"]
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]

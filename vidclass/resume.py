@@ -13,6 +13,7 @@ fails to start leaves no trace there.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -193,8 +194,11 @@ class RunDir:
             return
         if self.remote or self._created:
             shutil.rmtree(self.local, ignore_errors=True)
-        else:
-            shutil.rmtree(self.ckpt, ignore_errors=True)
+            return
+        shutil.rmtree(self.ckpt, ignore_errors=True)
+        shutil.rmtree(os.path.join(self.local, "logs"), ignore_errors=True)  # only failed attempts wrote these
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(self.local, HISTORY))
 
 
 class EpochCommit(keras.callbacks.Callback):

@@ -204,6 +204,7 @@ def cached_copy(url: str, names: list[str], identity: str, run_temp: str | None 
     key = hashlib.sha256(f"{redact(url)}\n{identity}".encode()).hexdigest()[:20]
     entry = os.path.join(root, key)
     fs, base = fsspec.core.url_to_fs(url)
+    fs.invalidate_cache(base)  # a listing s3fs cached earlier in this process may predate a rewrite
     sizes = {posixpath.basename(i["name"].rstrip("/")): i["size"] for i in fs.ls(base, detail=True)}
     missing = [n for n in names if n not in sizes]
     if missing:
