@@ -1,6 +1,7 @@
 """Input-pipeline benchmark: is `make_dataset` fast enough that training never waits for it?
 
     python bench/input.py [--clips 512] [--frames 16] [--size 112] [--batch-size 8] [--seconds 20] [--workdir DIR]
+                          [--remote memory|s3]
 
 Writes `--clips` clips (textured noise, a slow pan and moving shapes, so the JPEGs are of realistic size) as a
 dataset of 8 shards, then times, in one process:
@@ -11,11 +12,15 @@ dataset of 8 shards, then times, in one process:
   training   `model.fit` of the default model (Adam + CategoricalCrossentropy as in train.py) on that
              pipeline, alternating with one in-memory batch repeated (the compute floor); the first epoch
              of each (trace) excluded
+  remote     with --remote, the dataset is first put on memory:// or on an S3-compatible server (moto on
+             loopback), schemes TensorFlow cannot read: the timed passes then read the local shard cache
+             (`vidclass.data.local_dataset`), and the cold fill and a warm reuse of the cache are timed
 Prints one JSON document on stdout; progress goes to stderr.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -34,8 +39,8 @@ import keras
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import datasets  # noqa: E402  (tests/datasets.py)
 
-from vidclass import dataset, schema  # noqa: E402
-from vidclass.data import Augment, make_dataset  # noqa: E402
+from vidclass import dataset, schema, storage  # noqa: E402
+from vidclass.data import Augment, local_dataset, make_dataset  # noqa: E402
 from vidclass.models import DEFAULT_MODEL, build_model  # noqa: E402
 from vidclass.sampling import SamplingSpec  # noqa: E402
 
@@ -160,6 +165,33 @@ def bench_training(real: tf.data.Dataset, info: dataset.DatasetInfo, batch: int,
                "warmup_epoch_s": round(epochs[name][0], 1)} for name in sets}}
 
 
+def remote_copy(local: Path, scheme: str, stack) -> tuple[str, dict]:
+    """Put the dataset where TensorFlow cannot read it; read it back through the shard cache, timed cold
+    (fetch every shard) and warm (one listing to check sizes)."""
+    import fsspec
+    if scheme == "s3":
+        import s3server  # tests/s3server.py: moto's S3 server on loopback
+        server = stack.enter_context(s3server.s3_server())
+        os.environ.update(server.env())
+        server.make_bucket("bench")
+        url = "s3://bench/ds"
+    else:
+        url = f"memory://bench-{os.getpid()}/ds"
+    fs, root = fsspec.core.url_to_fs(url)
+    fs.put(str(local), root, recursive=True)
+    info = dataset.load(url)
+    size = sum(os.path.getsize(p) for p in local.iterdir())
+    t0 = time.perf_counter()
+    cached = local_dataset(url, info)
+    cold = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    assert local_dataset(url, info) == cached
+    warm = time.perf_counter() - t0
+    log(f"remote: {url} cached in {cold:.2f} s, reused in {warm * 1000:.0f} ms")
+    return cached, {"url": url, "bytes": size, "cache_fill_s": round(cold, 2),
+                    "cache_fill_MB_per_s": round(size / 1e6 / cold, 1), "cache_reuse_ms": round(warm * 1000, 1)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clips", type=int, default=512)
@@ -170,18 +202,26 @@ def main() -> None:
     p.add_argument("--train-steps", type=int, default=24, help="batches per timed training epoch")
     p.add_argument("--train-rounds", type=int, default=3, help="timed training epochs of each kind")
     p.add_argument("--workdir")
+    p.add_argument("--remote", choices=("memory", "s3"), default=None,
+                   help="read the dataset from memory:// or moto's S3 through the local shard cache")
     a = p.parse_args()
     root = a.workdir or tempfile.mkdtemp(prefix="vidclass-bench-input-")
+    remote = None
+    stack = contextlib.ExitStack()
     try:
         log(f"writing {a.clips} clips to {root}")
         t0 = time.perf_counter()
         d, jpeg_bytes = write_dataset(Path(root) / "data", a.clips, a.frames, a.size)
         write_s = time.perf_counter() - t0
+        if a.remote:
+            os.environ[storage.CACHE_ENV] = str(Path(root) / "cache")
+            d, remote = remote_copy(Path(d), a.remote, stack)
         info = dataset.load(str(d))
         variants = stage_datasets(str(d), info, a.batch_size)
         inp = bench_input(variants, a.clips, a.seconds)
         training = bench_training(variants["make_dataset_aug"], info, a.batch_size, a.train_steps, a.train_rounds)
     finally:
+        stack.close()
         if not a.workdir:
             shutil.rmtree(root, ignore_errors=True)
     train = training["fit"]["clips_per_s"]
@@ -193,7 +233,8 @@ def main() -> None:
                        "keras": keras.__version__, "platform": platform.platform(),
                        "load_avg_1m_after": round(os.getloadavg()[0], 2)},
            "config": {**vars(a), "model": DEFAULT_MODEL, "classes": CLASSES, "shards": SHARDS},
-           "results": {"jpeg_bytes_per_frame": round(jpeg_bytes), "write_s": round(write_s, 1), "input": inp,
+           "results": {"jpeg_bytes_per_frame": round(jpeg_bytes), "write_s": round(write_s, 1), "remote": remote,
+                       "input": inp,
                        "input_ms_per_batch": ms, "training": training},
            "ratios": ratios,
            "goals": {**GOALS, "met": ratios["input_vs_training"] >= GOALS["input_vs_training_min"]}}
