@@ -149,6 +149,23 @@ def _s3(server):
     return s3fs.S3FileSystem(endpoint_url=server.endpoint, key=s3server.ACCESS_KEY, secret=s3server.SECRET_KEY)
 
 
+def assert_close(a, b, rel=1e-4):
+    """Equal structure and equal values, floats within `rel`: with op determinism on, the two trainings still
+    differed once, under the full suite's load, in a val_* figure (oneDNN may sum in another order)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and sorted(a) == sorted(b), (a, b)
+        for k in a:
+            assert_close(a[k], b[k], rel)
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_close(x, y, rel)
+    elif isinstance(a, float):
+        assert b == pytest.approx(a, rel=rel, abs=1e-6)
+    else:
+        assert a == b
+
+
 def _records(directory, info):
     """Every clip as (video id, clip index) -> (frames, metadata but the uri, which names where it was read)."""
     files = [f for split in sorted(info.splits) for f in dataset.shard_paths(directory, info, split)]
@@ -190,14 +207,15 @@ def test_training_from_and_to_s3_matches_local(chain, server):
     """The same model: equal metrics and weights, a validation share carved alike, the bundle on s3."""
     a, b = dict(chain["train_local"]), dict(chain["train_s3"])
     a.pop("train_seconds_this_run"), b.pop("train_seconds_this_run")
-    assert a == b and a["validation"]["source"] == "carved from train" and a["selected_by"] == "val_loss"
+    assert_close(a, b)
+    assert a["validation"]["source"] == "carved from train" and a["selected_by"] == "val_loss"
     local_model = bundle.load_model(str(chain["root"] / "local" / "model"))
     with configured(server, "env", chain["cache"]):
         remote_bundle = bundle.load(f"{S3}/model")
         remote_model = bundle.load_model(f"{S3}/model")
         names = {p.rsplit("/", 1)[-1] for p in _s3(server).ls(f"{S3}/model")}
     for x, y in zip(local_model.get_weights(), remote_model.get_weights()):
-        np.testing.assert_array_equal(x, y)
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
     assert remote_bundle.dataset == f"{S3}/ds"
     assert {"model.keras", "bundle.json", "metrics.json", "history.csv", "training_curves.png", "logs",
             "confusion_matrix.png", "confusion_matrix.csv"} <= names and "checkpoints" not in names
@@ -206,7 +224,8 @@ def test_training_from_and_to_s3_matches_local(chain, server):
 def test_evaluate_on_s3_matches_local_and_writes_there(chain, server):
     a, b = dict(chain["eval_local"]), dict(chain["eval_s3"])
     a.pop("model_version"), b.pop("model_version")
-    assert a == b and a["num_examples"] > 0
+    assert_close(a, b)
+    assert a["num_examples"] > 0
     metrics = json.loads(_s3(server).cat(f"{S3}/model/metrics.json"))
     assert metrics["test"] == chain["eval_s3"] and metrics["train"] == chain["train_s3"]
 
@@ -226,7 +245,7 @@ def test_infer_s3_to_s3_matches_local_and_skip_scored_carries_every_row(chain, s
         here = local_rows[vid]
         assert (r["status"], r["label"], r["true_label"], r["top_k_labels"]) == \
             (here["status"], here["label"], here["true_label"], here["top_k_labels"]) and r["status"] == "ok"
-        np.testing.assert_allclose(r["top_k_scores"], here["top_k_scores"], atol=1e-5)
+        np.testing.assert_allclose(r["top_k_scores"], here["top_k_scores"], atol=1e-4)
         assert r["video_uri"] == f"{VIDEOS}/{vid}"
     carried = _rows(fs, f"{S3}/scores2")
     assert carried == remote  # every video scored by this model before: carried over, not scored again

@@ -79,7 +79,10 @@ def configure_from_beam(options: Any) -> None:
 def _beam_s3_view(options: Any) -> Any:
     """Beam's S3Options view of `options`, found from the object itself rather than by importing Beam."""
     base = next(c for c in type(options).__mro__ if c.__name__ == "PipelineOptions")
-    return options.view_as(next(c for c in base.__subclasses__() if c.__name__ == "S3Options"))
+    s3_options = next((c for c in base.__subclasses__() if c.__name__ == "S3Options"), None)
+    if s3_options is None:
+        raise errors.UsageError("this Apache Beam has no S3Options; install vidclass's s3 extra")
+    return options.view_as(s3_options)
 
 
 def configure_s3(conf: dict[str, Any]) -> None:
