@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-all bench clean demo
+.PHONY: install test test-all test-engines bench clean demo
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,13 @@ test: install
 # The slow tier too (long videos, 4K): minutes more.
 test-all: install
 	$(PY) -m pytest -q -m "slow or not slow" tests
+
+# preprocess and infer on a real Flink cluster (JobManager + 2 TaskManagers) and on Prism, compared with the
+# DirectRunner. engines/fetch.sh fetches Flink (PyPI), builds Beam's Flink job server (Maven) and Prism
+# (Go) into .engines/ once (~5 min cold, seconds after); every process the tests start is stopped.
+test-engines: install
+	bash engines/fetch.sh
+	$(PY) -m pytest -q -m engines tests/engines
 
 bench: install
 	$(PY) bench/decode.py
