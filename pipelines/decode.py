@@ -7,7 +7,7 @@ from typing import Any, Iterator
 import apache_beam as beam
 
 from pipelines.common import Progress
-from vidclass import errors
+from vidclass import errors, storage
 from vidclass.sampling import SamplingSpec
 from vidclass.video import Clips, DecodeLimits, VideoInfo, WindowClips
 from vidclass.video.isolation import WorkerPool
@@ -26,14 +26,16 @@ class DecodeVideos(beam.DoFn):
     """
 
     def __init__(self, spec: SamplingSpec, limits: DecodeLimits, what: str = "decode", total: int = 0,
-                 run_token: str = ""):
+                 run_token: str = "", storage_conf: dict | None = None):
         self.spec, self.limits, self.what, self.total, self.run_token = spec, limits, what, total, run_token
+        self.storage_conf = storage_conf or {}  # the launcher's S3 settings: workers may not have its flags
         self._ok = beam.metrics.Metrics.counter(_NS, "videos_ok")
         self._failed = beam.metrics.Metrics.counter(_NS, "videos_failed")
         self._frames = beam.metrics.Metrics.counter(_NS, "frames_decoded")
         self._decode_ms = beam.metrics.Metrics.distribution(_NS, "decode_ms")
 
     def setup(self) -> None:
+        storage.apply_worker_config(self.storage_conf)  # before the decoder children inherit the environment
         self._pool = WorkerPool()
         self._progress = _progress_for(self.what, self.total, self.run_token)
 
@@ -65,8 +67,8 @@ class DecodeWindows(DecodeVideos):
     or `(task, Failure)` on `failed` when the video itself cannot be decoded (then nothing else)."""
 
     def __init__(self, spec: SamplingSpec, limits: DecodeLimits, seconds: float, stride: float | None,
-                 total: int = 0, run_token: str = ""):
-        super().__init__(spec, limits, "infer", total, run_token)
+                 total: int = 0, run_token: str = "", storage_conf: dict | None = None):
+        super().__init__(spec, limits, "infer", total, run_token, storage_conf)
         self.seconds, self.stride = seconds, stride
 
     def process(self, task: Any) -> Iterator[Any]:

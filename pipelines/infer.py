@@ -22,7 +22,7 @@ import apache_beam as beam
 from pipelines import common, runners
 from pipelines.infer_report import finalize
 from pipelines.scoring import CarryOver, ScoreTimelines, ScoreVideos, ScoringPlan
-from vidclass import bundle, discovery, errors, flags, lease, outdir, predictions
+from vidclass import bundle, discovery, errors, flags, lease, outdir, predictions, storage
 from vidclass.predictions import ScoringConfig, Stamp, VideoRef
 from vidclass.video import DecodeLimits
 
@@ -86,11 +86,15 @@ class Plan:
     refused: tuple[errors.Failure, ...] = ()
 
 
+def _with_fingerprint(task: VideoRef, storage_conf: dict) -> VideoRef:
+    storage.apply_worker_config(storage_conf)
+    return dataclasses.replace(task, fingerprint=predictions.content_fingerprint(task.uri))
+
+
 def build(tasks, plan: Plan) -> None:
     """Add the scoring steps to a PCollection of `VideoRef` tasks."""
     stamp, segments = plan.scoring.stamp, plan.config.segment_seconds is not None
-    tasks = tasks | "Fingerprint" >> beam.Map(
-        lambda t: dataclasses.replace(t, fingerprint=predictions.content_fingerprint(t.uri)))
+    tasks = tasks | "Fingerprint" >> beam.Map(_with_fingerprint, plan.scoring.storage_conf)
     carried = carried_segments = None
     if plan.prior:
         tasks, carried, carried_segments = tasks | "CarryOver" >> CarryOver(plan.prior, stamp.model_version, segments)
@@ -157,14 +161,14 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     config = ScoringConfig(spec.clips_per_video, opts.top_k, opts.segment_seconds,
                            opts.segment_stride if opts.segment_seconds else None, opts.embeddings)
     print(f"infer: {len(tasks) + len(refused)} videos with {b.model_name} {b.model_version} (run {run_id}) "
-          f"-> {opts.output}", file=sys.stderr)
+          f"-> {storage.redact(opts.output)}", file=sys.stderr)
     command = lease.describe_command("vidclass infer", "--input", opts.input)  # named to a second run
     with lease.acquire(opts.output, command, force=opts.force) as held:
         staging = outdir.begin(opts.output, held)
         limits = DecodeLimits(timeout_s=opts.timeout, threads=runners.decoder_threads(options))
         scoring = ScoringPlan(opts.model_dir, Stamp(b.labels, b.model_version, run_id, opts.top_k), spec, limits,
                               opts.batch_size, opts.embeddings, len(tasks), config.segment_seconds,
-                              config.segment_stride)
+                              config.segment_stride, storage.worker_config())
         plan = Plan(staging, scoring, config, max(1, math.ceil(len(tasks) / ROWS_PER_SHARD)),
                     max(1, math.ceil(len(tasks) / VIDEOS_PER_SEGMENT_SHARD)), _prior(opts, config), tuple(refused))
         pipeline = test_pipeline or beam.Pipeline(options=options)

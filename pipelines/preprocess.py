@@ -23,7 +23,7 @@ import pyarrow as pa
 from pipelines import common, runners
 from pipelines.decode import FAILED, DecodeVideos
 from pipelines.preprocess_report import finalize
-from vidclass import dataset, discovery, errors, flags, lease, outdir
+from vidclass import dataset, discovery, errors, flags, lease, outdir, storage
 from vidclass.labels import LabelMap, assign_split, parse_split_fractions
 from vidclass.sampling import SamplingSpec
 from vidclass.video import Clips, DecodeLimits
@@ -129,6 +129,7 @@ class Plan:
     jpeg_quality: int
     total: int
     run_token: str
+    storage_conf: dict = dataclasses.field(default_factory=dict)  # the launcher's S3 settings, for workers
 
 
 @beam.ptransform_fn
@@ -149,7 +150,8 @@ def build(tasks, plan: Plan, discover_failures=None) -> None:
     decoded = (tasks
                | "Spread" >> beam.Reshuffle()  # fan out: without it one bundle decodes everything serially
                | "DecodeAndSample" >> beam.ParDo(DecodeVideos(plan.spec, plan.limits, "preprocess", plan.total,
-                                                              plan.run_token)).with_outputs(FAILED, main="ok"))
+                                                              plan.run_token, plan.storage_conf)
+                                                 ).with_outputs(FAILED, main="ok"))
     encoded = decoded.ok | "EncodeClips" >> beam.FlatMap(encode_records, plan.spec, plan.jpeg_quality
                                                          ).with_outputs("videos", main="records")
     _ = encoded.records | "WriteShards" >> WriteShards(plan)
@@ -194,14 +196,15 @@ def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = Non
     tasks, discover_failures, labels, form = plan_tasks(opts)
     if not tasks:
         raise errors.RunFailed(f"no usable videos found in {opts.input} ({len(discover_failures)} rows refused)")
-    print(f"preprocess: {len(tasks)} videos, {len(labels)} classes ({form}) -> {opts.output}", file=sys.stderr)
+    print(f"preprocess: {len(tasks)} videos, {len(labels)} classes ({form}) -> {storage.redact(opts.output)}",
+          file=sys.stderr)
     command = lease.describe_command("vidclass preprocess", "--input", opts.input)  # named to a second run
     with lease.acquire(opts.output, command, force=opts.force) as held:
         staging = outdir.begin(opts.output, held)
         limits = DecodeLimits(timeout_s=opts.timeout, threads=runners.decoder_threads(options))
         plan = Plan(staging, spec, limits, shard_counts(tasks, spec, opts.num_shards),
                     None if opts.compression == "none" else opts.compression, opts.jpeg_quality, len(tasks),
-                    uuid.uuid4().hex)
+                    uuid.uuid4().hex, storage.worker_config())
         pipeline = test_pipeline or beam.Pipeline(options=options)
         task_pc = common.stage_tasks(pipeline, staging, tasks, Task)
         refused = pipeline | "DiscoverFailures" >> beam.Create([failure_row(None, f) for f in discover_failures])

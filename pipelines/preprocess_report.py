@@ -14,7 +14,7 @@ import fsspec
 import pyarrow.parquet as pq
 
 from pipelines.common import TASKS_FILE
-from vidclass import dataset, errors, outdir, verify
+from vidclass import dataset, errors, outdir, storage, verify
 from vidclass.labels import LabelMap
 from vidclass.lease import Lease
 
@@ -53,7 +53,7 @@ def finalize(opts, plan, labels: LabelMap, tasks: list, discover_failures: list,
     by_code = collections.Counter(f["error_code"] for f in failures)
     info = dataset.DatasetInfo(spec=plan.spec, labels=labels, splits=splits, failures_by_code=dict(by_code),
                                inputs=len(tasks) + len(discover_failures), compression=plan.compression,
-                               jpeg_quality=plan.jpeg_quality, source=opts.input)
+                               jpeg_quality=plan.jpeg_quality, source=storage.redact(opts.input))
     with fsspec.open(f"{plan.staging}/{dataset.DATASET_JSON}", "w") as f:
         f.write(info.to_json())
     with fsspec.open(f"{plan.staging}/{dataset.LABELS_TXT}", "w") as f:

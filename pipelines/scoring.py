@@ -13,7 +13,7 @@ import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
 from pipelines.decode import FAILED, VIDEO_INFO, WINDOW_FAILED, DecodeVideos, DecodeWindows
-from vidclass import errors, predictions
+from vidclass import errors, predictions, storage
 from vidclass.predictions import Scores, Stamp, VideoRef
 from vidclass.sampling import SamplingSpec
 from vidclass.video import DecodeLimits, VideoInfo, Window
@@ -32,6 +32,7 @@ class ScoringPlan:
     total: int
     segment_seconds: float | None = None
     segment_stride: float | None = None
+    storage_conf: dict = dataclasses.field(default_factory=dict)  # the launcher's S3 settings, for workers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,15 +51,18 @@ class VideoClipsHandler(ModelHandler[np.ndarray, Scores, Any]):
     Beam's stock TF handler calls the model eagerly (1.5-2.6x slower, measured) and starts batching at 1;
     this one uses `vidclass.predict.Predictor` (traced once) and fixed batch sizes."""
 
-    def __init__(self, model_dir: str, videos_per_batch: int, clips_per_call: int, embeddings: bool):
+    def __init__(self, model_dir: str, videos_per_batch: int, clips_per_call: int, embeddings: bool,
+                 storage_conf: dict | None = None):
         # Batches start at a quarter of the target: the DirectRunner hands each thread a fixed share, and
         # full-size batches held all model work until a thread's last decode (a CPU forward gains little
         # from batches over ~4: 28.6 vs 21.9 ms per clip at 1 vs 16, measured).
         super().__init__(min_batch_size=max(1, videos_per_batch // 4), max_batch_size=videos_per_batch)
         self.model_dir, self.clips_per_call, self.embeddings = model_dir, clips_per_call, embeddings
+        self.storage_conf = storage_conf or {}
 
     def load_model(self):
         from vidclass.predict import Predictor
+        storage.apply_worker_config(self.storage_conf)
         return Predictor(self.model_dir, self.clips_per_call, self.embeddings)
 
     def run_inference(self, batch: Sequence[np.ndarray], model, inference_args=None) -> Iterable[Scores]:
@@ -76,7 +80,7 @@ def Score(units, plan: ScoringPlan):  # pylint: disable=invalid-name
     """(Unit, clips) -> (Unit, Scores), batches of videos per model call."""
     per_batch = max(1, plan.batch_size // plan.spec.clips_per_video)
     return units | "RunInference" >> RunInference(KeyedModelHandler(
-        VideoClipsHandler(plan.model_dir, per_batch, plan.batch_size, plan.embeddings)))
+        VideoClipsHandler(plan.model_dir, per_batch, plan.batch_size, plan.embeddings, plan.storage_conf)))
 
 
 def _carry_or_score(element: tuple[str, dict[str, list]]) -> Iterator:
@@ -130,7 +134,8 @@ def ScoreVideos(tasks, plan: ScoringPlan):  # pylint: disable=invalid-name
     decoded = (tasks
                | "Spread" >> beam.Reshuffle()  # fan out: without it one bundle decodes everything serially
                | "DecodeAndSample" >> beam.ParDo(DecodeVideos(plan.spec, plan.limits, "infer", plan.total,
-                                                              plan.stamp.run_id)).with_outputs(FAILED, main="ok"))
+                                                              plan.stamp.run_id, plan.storage_conf)
+                                                 ).with_outputs(FAILED, main="ok"))
     scored = (decoded.ok
               | "KeyByVideo" >> beam.MapTuple(lambda t, c: (Unit(t, c.info, c.frames.shape[0]), c.frames))
               | "Score" >> Score(plan)
@@ -161,7 +166,7 @@ def ScoreTimelines(tasks, plan: ScoringPlan):  # pylint: disable=invalid-name
                | "Spread" >> beam.Reshuffle()
                | "DecodeWindows" >> beam.ParDo(DecodeWindows(
                    plan.spec, plan.limits, plan.segment_seconds, plan.segment_stride, plan.total,
-                   plan.stamp.run_id)).with_outputs(FAILED, WINDOW_FAILED, VIDEO_INFO, main="ok"))
+                   plan.stamp.run_id, plan.storage_conf)).with_outputs(FAILED, WINDOW_FAILED, VIDEO_INFO, main="ok"))
     scored = (decoded.ok
               | "KeyByWindow" >> beam.MapTuple(lambda t, w: (Unit(t, w.info, w.clips.frames.shape[0], w.window),
                                                              w.clips.frames))

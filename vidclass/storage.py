@@ -93,6 +93,19 @@ def configure_s3(conf: dict[str, Any]) -> None:
     os.environ[S3_CONF_ENV] = json.dumps(merged)
 
 
+def worker_config() -> dict[str, Any]:
+    """The S3 settings this process runs with, for pipeline workers on other machines or processes: Beam
+    sends its own `--s3_*` options to them, but vidclass's own access (decoding, fingerprints, the model
+    bundle) needs them in fsspec's form. Empty when the standard environment is all there is."""
+    return dict(fsspec.config.conf.get("s3", {}))
+
+
+def apply_worker_config(conf: dict[str, Any] | None) -> None:
+    """In a worker: take the launcher's settings (`worker_config`), once per process."""
+    if conf and fsspec.config.conf.get("s3") != {**fsspec.config.conf.get("s3", {}), **conf}:
+        configure_s3(conf)
+
+
 def redact(url: str) -> str:
     """`url` without anything secret that could ride in it (user:password@, signed-URL query parameters),
     for every place a URL is recorded: bundle.json, metrics, logs."""
