@@ -573,6 +573,7 @@ def worker_pool(
     *,
     python: str | None = None,
     env: dict[str, str] | None = None,
+    boot: bool = False,
     timeout: float = 60.0,
 ) -> Iterator[WorkerPool]:
     """Run a Beam Python SDK worker pool with ``python`` (default: this interpreter).
@@ -595,6 +596,12 @@ def worker_pool(
     bindir = str(pathlib.Path(python).parent)
     penv["PATH"] = bindir + os.pathsep + penv.get("PATH", "")
     argv = [python, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={port}"]
+    if boot:
+        # Harnesses through the boot stand-in: it fetches the ProvisionInfo, so each harness gets the
+        # pipeline options (Beam's own S3/GCS filesystems need them); the bare pool starts SdkHarness
+        # without any, as it does in Beam 2.77.
+        penv["BEAM_BOOT_PYTHON"] = python
+        argv.append(f"--container_executable={BOOT_COMMAND}")
     proc = start_process("beam-worker-pool", argv, workdir / f"worker-pool-{port}.log", env=penv, cwd=workdir)
     try:
         _wait_until(f"the worker pool on port {port}", lambda: port_open(port), [proc], timeout)

@@ -125,3 +125,34 @@ def test_prism_gives_the_direct_runners_results(reference, artifacts, prism, tmp
                                            worker_pool_endpoint=pool.endpoint)
         _run_both(reference, tmp_path, args)
     shutil.rmtree(tmp_path / "pool", ignore_errors=True)
+
+
+def test_prism_workers_reach_s3_with_beam_flags_alone(reference, artifacts, prism, tmp_path, monkeypatch):
+    """Videos and the dataset on an S3-compatible server configured only by Beam's `--s3_*` flags: SDK
+    harnesses in a worker pool (other processes, no AWS environment) fetch the videos and write the shards,
+    so the launcher's settings reach the workers; the dataset is the DirectRunner's."""
+    import fsspec
+    from s3server import s3_server
+    for var in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "FSSPEC_S3"):
+        monkeypatch.delenv(var, raising=False)
+    saved = dict(fsspec.config.conf.get("s3", {}))
+    try:
+        with s3_server() as s3:
+            bucket = s3.make_bucket("engines-s3")
+            client = s3.client()
+            for path in (reference / "videos").rglob("*"):
+                if path.is_file():
+                    client.upload_file(str(path), "engines-s3", f"videos/{path.relative_to(reference / 'videos')}")
+            with cluster.worker_pool(tmp_path / "pool", env={"PYTHONPATH": str(TESTS)}, boot=True) as pool:
+                args = cluster.prism_pipeline_args(artifacts.prism, job_endpoint=prism.endpoint,
+                                                   environment_type="EXTERNAL", worker_pool_endpoint=pool.endpoint)
+                assert preprocess.run(["--input", f"{bucket}/videos", "--output", f"{bucket}/ds", *PREPROCESS, *args,
+                                       *s3.beam_flags()]) == 0
+            fs = fsspec.filesystem("s3", key=s3.env()["AWS_ACCESS_KEY_ID"], secret=s3.env()["AWS_SECRET_ACCESS_KEY"],
+                                   client_kwargs={"endpoint_url": s3.endpoint})
+            fs.get("engines-s3/ds/", str(tmp_path / "ds"), recursive=True)
+        got, want = _dataset_view(tmp_path / "ds"), _dataset_view(reference / "ds")
+        assert got == want
+    finally:
+        fsspec.config.conf["s3"] = saved
+        os.environ.pop("FSSPEC_S3", None)
