@@ -98,3 +98,30 @@ def test_no_leftovers_in_tmpdir_or_home(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
     assert not list(tmp.iterdir()), list(tmp.iterdir())
     assert not list(home.iterdir()), [str(p) for p in home.rglob("*")]
+
+
+def test_runner_preflight_is_one_line_before_any_work(tmp_path):
+    """Runners that cannot work are refused in seconds, before a file is written: the DataflowRunner with
+    local paths (its workers cannot see them), Prism without a binary (offline it would try GitHub), a Flink
+    master that does not answer."""
+    import os
+    import time
+    (tmp_path / "in" / "a").mkdir(parents=True)
+    base = ["preprocess", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")]
+    cases = [
+        (["--runner", "DataflowRunner", "--project", "p", "--region", "r", "--temp_location", "gs://b/t"],
+         "--input"),
+        (["--runner", "PrismRunner"], "--prism_location"),
+        (["--runner", "PrismRunner", "--prism_location", str(tmp_path / "no-prism")], "no executable prism"),
+        (["--runner", "FlinkRunner", "--flink_master", "127.0.0.1:9", "--flink_job_server_jar",
+          str(tmp_path / "in")], "no such file"),
+    ]
+    env = {**os.environ, "HOME": str(tmp_path / "home")}  # no cached prism binary in ~/.apache_beam
+    for extra, word in cases:
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "vidclass.cli", *base, *extra], capture_output=True, text=True,
+                              timeout=120, env=env, stdin=subprocess.DEVNULL)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and word in lines[0], (extra, proc.stderr)
+        assert time.monotonic() - started < 60
+        assert not (tmp_path / "out").exists(), "a refused run wrote something"
