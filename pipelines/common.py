@@ -1,4 +1,6 @@
-"""What both pipelines need from Beam: flag checking, laptop defaults, progress on stderr."""
+"""What both pipelines need from Beam: flag checking, the staged task list, progress on stderr.
+
+Runner choice and its checks live in `runners.py`."""
 from __future__ import annotations
 
 import argparse

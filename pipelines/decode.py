@@ -1,4 +1,8 @@
-"""The decode step shared by both pipelines: a thin DoFn over `vidclass.video.isolation`."""
+"""The decode steps of both pipelines: thin DoFns over `vidclass.video.isolation`.
+
+`DecodeVideos` gives each video's clips; `DecodeWindows` streams a long video's timeline window by window
+(the child answers each group of windows as it decodes them), so no element ever holds a whole video.
+"""
 from __future__ import annotations
 
 import time
