@@ -401,7 +401,10 @@ def _flink_config(
         "taskmanager.memory.process.size": taskmanager_memory,
         # Beam's batch translation has many operators, each with network buffers in every slot: the default
         # 10% of a small TaskManager's memory runs out at 2 slots ("Insufficient number of network buffers").
-        "taskmanager.memory.network.fraction": 0.25,
+        # Beam's batch translation deploys ~13 blocking result partitions into one slot at once, each taking
+        # 512 buffers of 32 KB: at 1280m and 25%, a preprocess of 8 videos failed with "Insufficient number
+        # of network buffers: required 512, but only 499 available" (bench/engines.py).
+        "taskmanager.memory.network.fraction": 0.35,
         "taskmanager.memory.managed.fraction": 0.3,
         "cluster.evenly-spread-out-slots": True,
         "parallelism.default": parallelism,
@@ -431,7 +434,7 @@ def flink_cluster(
     flink_home: os.PathLike[str] | str | None = None,
     parallelism: int | None = None,
     jobmanager_memory: str = "1024m",
-    taskmanager_memory: str = "1280m",
+    taskmanager_memory: str = "2560m",
     config: dict[str, Any] | None = None,
     timeout: float = 120.0,
 ) -> Iterator[FlinkCluster]:

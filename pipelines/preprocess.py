@@ -29,7 +29,9 @@ from vidclass.sampling import SamplingSpec
 from vidclass.video import Clips, DecodeLimits
 
 SHARD_TARGET_BYTES = 150e6
-JPEG_BYTES_PER_PIXEL = 0.25  # q90 JPEG of natural frames is ~0.15 B/px; err towards smaller shards
+# q90 JPEG at 112 px, as records hold them: 0.28-0.53 B/px over bench/engines.py's sources (0.44 mean; shards
+# came out 1.8x the target at the 0.25 assumed before)
+JPEG_BYTES_PER_PIXEL = 0.4
 
 FAILURE_SCHEMA = pa.schema([("uri", pa.string()), ("video_id", pa.string()), ("label", pa.string()),
                             ("split", pa.string()), ("stage", pa.string()), ("error_code", pa.string()),

@@ -73,6 +73,12 @@ def _scheme(path: str) -> str:
     return path.split("://", 1)[0].lower() if "://" in path else "file"
 
 
+def _only_here(path: str) -> bool:
+    """A path other machines cannot see: a plain local path or memory://. An explicit file:// URL says the
+    user mounts it on every worker (NFS, a cluster file system), and is trusted."""
+    return "://" not in path or _scheme(path) == "memory"
+
+
 def preflight(options: PipelineOptions, paths: dict[str, str | None]) -> None:
     """Refuse (`UsageError`) what cannot work on this runner, before anything is read or written.
 
@@ -84,12 +90,13 @@ def preflight(options: PipelineOptions, paths: dict[str, str | None]) -> None:
             given[flag] = value
     name = runner_name(options)
     if not is_local(options):
-        local = {flag: p for flag, p in given.items() if _scheme(p) in ("file", "memory")}
+        local = {flag: p for flag, p in given.items() if _only_here(p)}
         if local:
             flag, path = next(iter(local.items()))
             raise errors.UsageError(f"{flag} {path} is a path on this machine, but --runner "
                                     f"{options.view_as(StandardOptions).runner} runs on machines that cannot see it: "
-                                    "use gs://, s3:// or another store they share")
+                                    "use gs://, s3:// or another store they share (file:///... for a file "
+                                    "system mounted on every worker)")
     for flag, path in given.items():
         needs, extra = _SCHEME_NEEDS.get(_scheme(path), ((), ""))
         missing = [m for m in needs if importlib.util.find_spec(m.split(".")[0]) is None]
