@@ -13,8 +13,8 @@ import apache_beam as beam
 from pipelines.common import Progress
 from vidclass import errors, storage
 from vidclass.sampling import SamplingSpec
-from vidclass.video import Clips, DecodeLimits, VideoInfo, WindowClips
-from vidclass.video.isolation import WorkerPool
+from vidclass.video import Clips, DecodeLimits, VideoInfo, WindowClips, cut_off_windows
+from vidclass.video.isolation import WINDOWS_TARGET, WorkerPool
 
 FAILED = "failed"
 WINDOW_FAILED = "window_failed"
@@ -74,20 +74,25 @@ class DecodeWindows(DecodeVideos):
                  total: int = 0, run_token: str = "", storage_conf: dict | None = None):
         super().__init__(spec, limits, "infer", total, run_token, storage_conf)
         self.seconds, self.stride = seconds, stride
+        self.target = WINDOWS_TARGET  # what the decoder child runs (a test may point it at a crashing one)
 
     def process(self, task: Any) -> Iterator[Any]:
         start = time.monotonic()
         info: VideoInfo | None = None
         windows = 0
-        for item in self._pool.worker().sample_windows(task.uri, self.spec, self.seconds, self.stride, self.limits):
+        for item in self._pool.worker().sample_windows(task.uri, self.spec, self.seconds, self.stride, self.limits,
+                                                       target=self.target):
             if isinstance(item, errors.Failure):
-                # a failure before any window is the video's; after some, the rest of the video is lost
-                failure = item if info is None else errors.Failure(
-                    item.uri, item.code, f"{item.message} (after {windows} windows)", item.stage)
-                self._failed.inc()
-                self._progress.tick(failed=True)
-                yield beam.pvalue.TaggedOutput(FAILED, (task, failure))
-                return
+                if info is None:  # before any window: the video's own failure, and no timeline
+                    self._failed.inc()
+                    self._progress.tick(failed=True)
+                    yield beam.pvalue.TaggedOutput(FAILED, (task, item))
+                    return
+                # mid-video (a timeout, a crash): the windows it cut off are failed windows of a whole timeline
+                for lost in cut_off_windows(info, self.seconds, self.stride, windows, item):
+                    windows += 1
+                    yield beam.pvalue.TaggedOutput(WINDOW_FAILED, (task, lost))
+                break
             assert isinstance(item, WindowClips)
             info, windows = item.info, windows + 1
             yield (task, item) if item.clips is not None else beam.pvalue.TaggedOutput(WINDOW_FAILED, (task, item))

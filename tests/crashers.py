@@ -15,3 +15,12 @@ def raise_error(uri, *args):
 
 def sleep_forever(uri, *args):
     time.sleep(3600)
+
+
+def windows_then_segfault(uri, spec, seconds, stride, limits, group=8):
+    """A decoder that gives the first two windows of a real video, then dies as a codec bug would."""
+    from vidclass.video import sample_windows
+    for i, item in enumerate(sample_windows(uri, spec, seconds, stride, limits, group)):
+        if i == 2:
+            os.kill(os.getpid(), signal.SIGSEGV)
+        yield item

@@ -179,3 +179,35 @@ def test_skip_scored_carries_timelines_over(model, archive, timeline_out, tmp_pa
                   "--segment-seconds", 4, "--skip-scored", timeline_out, "--timeout", 20) == 0
     assert {r["run_id"] for r in _table(other, "segments")} == {"t3"}
     assert len([r for r in _table(other, "segments") if r["video_id"] == "red_then_blue.mp4"]) == 5
+
+
+def test_decoder_crash_mid_video_keeps_the_timeline_whole(archive, monkeypatch):
+    """A decoder that dies after two windows of a 20-s video: those two windows keep their frames, the eight
+    it cut off become failed windows (`decoder_crash`), and the video is reported with all ten, so its row
+    is labelled from what was scored and its timeline stays whole."""
+    import os
+
+    import apache_beam as beam
+
+    from pipelines.decode import FAILED, VIDEO_INFO, WINDOW_FAILED, DecodeWindows
+    from vidclass.predictions import VideoRef
+    from vidclass.video import DecodeLimits
+    tests = os.path.dirname(__file__)
+    monkeypatch.setenv("PYTHONPATH", tests + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    dofn = DecodeWindows(SamplingSpec(num_frames=8, size=32), DecodeLimits(timeout_s=60), 2.0, None)
+    dofn.target = "crashers:windows_then_segfault"
+    dofn.setup()
+    try:
+        task = VideoRef("red_then_blue.mp4", str(archive / "red_then_blue.mp4"))
+        out = list(dofn.process(task))
+    finally:
+        dofn.teardown()
+    tagged = [(o.tag, o.value) if isinstance(o, beam.pvalue.TaggedOutput) else ("ok", o) for o in out]
+    ok = [v for tag, v in tagged if tag == "ok"]
+    lost = [v for tag, v in tagged if tag == WINDOW_FAILED]
+    assert [w.window.index for _, w in ok] == [0, 1] and all(w.clips is not None for _, w in ok)
+    assert [w.window.index for _, w in lost] == list(range(2, 10))
+    assert {w.failure.code for _, w in lost} == {"decoder_crash"}
+    assert not [v for tag, v in tagged if tag == FAILED]
+    (info,) = [v for tag, v in tagged if tag == VIDEO_INFO]
+    assert info[2] == 10 and lost[-1][1].window.end_s == pytest.approx(20.0)

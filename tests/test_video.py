@@ -162,3 +162,43 @@ def test_decode_path_does_not_import_tensorflow():
             "print(any(m.split('.')[0] in ('tensorflow', 'apache_beam') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_killed_remote_fetch_leaves_no_temp_copy(tmp_path, monkeypatch):
+    """A remote video whose download stalls: the decoder child is killed at the timeout, before its own
+    cleanup can run, and the part it had copied is removed by the parent (it used to stay in /tmp, one file
+    per timeout, until a worker's disk filled)."""
+    import http.server
+    import threading
+
+    class Stalling(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(64 << 20))
+            self.send_header("Content-Type", "video/mp4")
+            self.end_headers()
+
+        def do_GET(self):
+            self.do_HEAD()
+            self.wfile.write(b"\0" * (1 << 20))  # a first megabyte, then nothing
+            self.wfile.flush()
+            stop.wait(30)
+
+        def log_message(self, *args):
+            pass
+
+    stop = threading.Event()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # where a child's temp files would go
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    try:
+        with DecodeWorker() as worker:
+            out = worker.sample(f"http://127.0.0.1:{server.server_port}/stuck.mp4", SamplingSpec(),
+                                DecodeLimits(timeout_s=4))
+            assert isinstance(out, errors.Failure) and out.code == errors.TIMEOUT
+            left = [p for p in tmp_path.rglob("*") if p.is_file()]
+            assert not left, f"temp copies left behind: {left}"
+    finally:
+        stop.set()
+        server.shutdown()

@@ -16,7 +16,7 @@ from vidclass import errors, timeline
 from vidclass.predict import Predictor
 from vidclass.predictions import Scores, Stamp, VideoRef, error_row, ok_row, segment_row, to_json_row
 from vidclass.probe import expand_inputs
-from vidclass.video import Clips, DecodeLimits, WindowClips, decoder_threads
+from vidclass.video import DecodeLimits, WindowClips, cut_off_windows, decoder_threads
 from vidclass.video.isolation import WorkerPool
 
 WINDOWS_PER_CALL = 8  # windows scored together: bounded memory on long videos, batched model calls
@@ -61,7 +61,10 @@ def score_timeline(uri: str, predictor: Predictor, pool: WorkerPool, limits: Dec
 
     for item in pool.worker().sample_windows(uri, predictor.bundle.spec, seconds, stride, limits):
         if isinstance(item, errors.Failure):
-            return error_row(video, item, stamp), [], []
+            if info is None:  # the video's own failure: no timeline
+                return error_row(video, item, stamp), [], []
+            pending.extend(cut_off_windows(info, seconds, stride, len(rows) + len(pending), item))
+            break
         pending.append(item)
         info = item.info
         if len(pending) >= WINDOWS_PER_CALL:

@@ -11,8 +11,8 @@
 Pure: no Beam, no TensorFlow.
 """
 from vidclass.video.clips import Clips, DecodeLimits, VideoInfo, decoder_threads
-from vidclass.video.sampler import Window, WindowClips, sample_video, sample_windows, windows
+from vidclass.video.sampler import Window, WindowClips, cut_off_windows, sample_video, sample_windows, windows
 from vidclass.video.source import is_local, local_copy
 
-__all__ = ["Clips", "DecodeLimits", "VideoInfo", "Window", "WindowClips", "decoder_threads", "is_local",
+__all__ = ["Clips", "DecodeLimits", "VideoInfo", "Window", "WindowClips", "cut_off_windows", "decoder_threads", "is_local",
            "local_copy", "sample_video", "sample_windows", "windows"]

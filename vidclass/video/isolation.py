@@ -30,6 +30,7 @@ from vidclass.video.clips import Clips, DecodeLimits
 from vidclass.video.source import SCRATCH_ENV
 
 DEFAULT_TARGET = "vidclass.video:sample_video"
+WINDOWS_TARGET = "vidclass.video:sample_windows"
 _READY = "ready"
 _END = "end"  # after the last item of a streamed answer
 _START_TIMEOUT_S = 120.0  # a cold machine importing PyAV and OpenCV; separate from any video's own timeout
@@ -182,10 +183,11 @@ class DecodeWorker:
         return self.call(limits.timeout_s, uri, spec, limits)
 
     def sample_windows(self, uri: str, spec: SamplingSpec, seconds: float, stride_s: float | None,
-                       limits: DecodeLimits = DecodeLimits(), group: int = 8) -> Iterator[Any]:
-        """`video.sample_windows` in the child: `WindowClips` items, or one `Failure` for the video."""
-        return self.stream(limits.timeout_s, uri, spec, seconds, stride_s, limits, group,
-                           target="vidclass.video:sample_windows")
+                       limits: DecodeLimits = DecodeLimits(), group: int = 8,
+                       target: str = WINDOWS_TARGET) -> Iterator[Any]:
+        """`video.sample_windows` in the child: `WindowClips` items; a `Failure` ends the stream (for the
+        video when it comes first, else for the windows not yet given)."""
+        return self.stream(limits.timeout_s, uri, spec, seconds, stride_s, limits, group, target=target)
 
 
 class WorkerPool:

@@ -94,6 +94,14 @@ def sample_windows(uri: str, spec: SamplingSpec, seconds: float, stride_s: float
                 yield WindowClips(w, clips, failure, video_info(reader))
 
 
+def cut_off_windows(info: VideoInfo, seconds: float, stride_s: float | None, done: int,
+                    failure: errors.Failure) -> list[WindowClips]:
+    """The windows after the first `done` that a failure mid-video (a timeout, a crash) cut off, each as a
+    failed window: the timeline stays whole, and the windows already scored keep the video labelled."""
+    cut = errors.Failure(failure.uri, failure.code, f"{failure.message} (after {done} windows)", failure.stage)
+    return [WindowClips(w, None, cut, info) for w in windows(info.duration_s, seconds, stride_s)[done:]]
+
+
 def video_info(reader: VideoReader) -> VideoInfo:
     """What the reader knows of the whole video: frames less those seen not to decode, rate, size."""
     index = reader.index
