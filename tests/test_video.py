@@ -202,3 +202,18 @@ def test_killed_remote_fetch_leaves_no_temp_copy(tmp_path, monkeypatch):
     finally:
         stop.set()
         server.shutdown()
+
+
+def test_pixel_limit_holds_for_every_frame_not_only_the_first(tmp_path):
+    """A stream that switches mid-way from 64x48 to 320x240 (two H.264 streams back to back, as a broken
+    muxer or a hostile upload makes them) is refused as too_large once a frame over the limit decodes; the
+    first frames' size alone would have let it through. Without a limit it decodes whole, 2 s at 25 fps."""
+    from vidclass.video.writer import write_video
+    from videos import barcode_frames
+    small = write_video(tmp_path / "a.h264", barcode_frames(20, 48, 64), 25)
+    large = write_video(tmp_path / "b.h264", barcode_frames(20, 240, 320), 25)
+    switch = tmp_path / "switch.h264"
+    switch.write_bytes(small.read_bytes() + large.read_bytes())
+    assert _code(switch, SamplingSpec(num_frames=8), DecodeLimits(max_pixels=64 * 48 * 4)) == errors.TOO_LARGE
+    clips = sample_video(str(switch), SamplingSpec(num_frames=8))
+    assert clips.info.frames_decoded == 40 and clips.info.duration_s == pytest.approx(1.6, abs=0.05)

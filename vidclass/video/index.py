@@ -128,6 +128,10 @@ def build_index(container: av.container.InputContainer, stream: av.video.stream.
     timed = True
     tb = stream.time_base or fractions.Fraction(1, 90000)
     limit = max_duration_s / float(tb)
+    # a stream without timestamps (a raw .h264 file) gets them at its nominal rate, so seconds still mean
+    # seconds: durations, windows, the duration limit
+    rate = float(stream.average_rate or stream.guessed_rate or 25)
+    step = max(1, round(1 / (rate * float(tb))))
     first = None
     try:
         for packet in container.demux(stream):
@@ -136,7 +140,7 @@ def build_index(container: av.container.InputContainer, stream: av.video.stream.
             ts = packet.pts if packet.pts is not None else packet.dts
             if ts is None:
                 timed = False
-                ts = len(pts_list)
+                ts = len(pts_list) * step
             first = ts if first is None else first
             if timed and ts - first > limit:
                 raise errors.VideoError(errors.TOO_LARGE, uri, f"longer than the {max_duration_s:g} s limit")
