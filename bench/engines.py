@@ -234,13 +234,7 @@ def make_inputs(workdir: str, paths: list[str], sizes: list[int]) -> dict[int, s
     for n in sizes:
         root = os.path.join(workdir, f"input-{n}")
         for i, path in enumerate(paths[:n]):
-            dest = os.path.join(root, CLASSES[i % len(CLASSES)], os.path.basename(path))
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            if not os.path.exists(dest):
-                try:
-                    os.link(path, dest)
-                except OSError:
-                    shutil.copy(path, dest)
+            media.link_or_copy(path, os.path.join(root, CLASSES[i % len(CLASSES)], os.path.basename(path)))
         dirs[n] = root
     return dirs
 

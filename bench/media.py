@@ -16,6 +16,7 @@ from __future__ import annotations
 import fractions
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -180,3 +181,14 @@ def watch_tree(cmd: list[str], every_s: float = 0.05, **popen) -> dict:
         time.sleep(every_s)
     wall = time.perf_counter() - start
     return {"returncode": proc.returncode, "wall_s": wall, "processes": seen, "tree_rss_max_kib": tree_max}
+
+
+def link_or_copy(src: str, dest: str) -> None:
+    """Put `src` at `dest` (folders made), hard-linked where the file system allows, else copied; an
+    existing `dest` is kept (benches reuse their inputs)."""
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    if not os.path.exists(dest):
+        try:
+            os.link(src, dest)
+        except OSError:
+            shutil.copy(src, dest)

@@ -64,13 +64,8 @@ def make_input(root: str, paths: list[str], all_paths: list[str]) -> None:
     """Hard-link (or copy) `paths` into class folders under `root`; the class is fixed by the place in
     `all_paths`, so a subset keeps the ids, hence the splits, it has in the full set."""
     for path in paths:
-        dest = os.path.join(root, CLASSES[all_paths.index(path) % len(CLASSES)], os.path.basename(path))
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        if not os.path.exists(dest):
-            try:
-                os.link(path, dest)
-            except OSError:
-                shutil.copy(path, dest)
+        media.link_or_copy(path, os.path.join(root, CLASSES[all_paths.index(path) % len(CLASSES)],
+                                              os.path.basename(path)))
 
 
 def pipeline(input_dir: str, out_dir: str, workers: int) -> None:
