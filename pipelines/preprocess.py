@@ -29,9 +29,7 @@ from vidclass.sampling import SamplingSpec
 from vidclass.video import Clips, DecodeLimits
 
 SHARD_TARGET_BYTES = 150e6
-# q90 JPEG at 112 px, as records hold them: 0.28-0.53 B/px over bench/engines.py's sources (0.44 mean; shards
-# came out 1.8x the target at the 0.25 assumed before)
-JPEG_BYTES_PER_PIXEL = 0.4
+
 
 FAILURE_SCHEMA = pa.schema([("uri", pa.string()), ("video_id", pa.string()), ("label", pa.string()),
                             ("split", pa.string()), ("stage", pa.string()), ("error_code", pa.string()),
@@ -158,13 +156,14 @@ def build(tasks, plan: Plan, discover_failures=None) -> None:
                                                          ).with_outputs("videos", main="records")
     _ = encoded.records | "WriteShards" >> WriteShards(plan)
     _ = encoded.videos | "WriteVideos" >> beam.io.WriteToParquet(
-        f"{plan.staging}/{dataset.VIDEOS.removesuffix('.parquet')}", VIDEO_SCHEMA, file_name_suffix=".parquet", num_shards=1, shard_name_template="")
+        f"{plan.staging}/{dataset.VIDEOS.removesuffix('.parquet')}", VIDEO_SCHEMA, file_name_suffix=".parquet",
+        num_shards=1, shard_name_template="")
     failures = decoded[FAILED] | "FailureRows" >> beam.MapTuple(failure_row)
     if discover_failures is not None:
         failures = (failures, discover_failures) | "AllFailures" >> beam.Flatten()
     _ = failures | "WriteFailures" >> beam.io.WriteToParquet(
-        f"{plan.staging}/{dataset.FAILURES.removesuffix('.parquet')}", FAILURE_SCHEMA, file_name_suffix=".parquet", num_shards=1,
-        shard_name_template="")
+        f"{plan.staging}/{dataset.FAILURES.removesuffix('.parquet')}", FAILURE_SCHEMA, file_name_suffix=".parquet",
+        num_shards=1, shard_name_template="")
 
 
 def shard_counts(tasks: list[Task], spec: SamplingSpec, num_shards: int) -> dict[str, int]:
@@ -172,7 +171,7 @@ def shard_counts(tasks: list[Task], spec: SamplingSpec, num_shards: int) -> dict
     counts: dict[str, int] = {}
     for t in tasks:
         counts[t.split] = counts.get(t.split, 0) + 1
-    per_record = spec.num_frames * spec.size * spec.size * JPEG_BYTES_PER_PIXEL
+    per_record = spec.num_frames * spec.size * spec.size * dataset.JPEG_BYTES_PER_PIXEL
     return {s: num_shards or max(1, math.ceil(n * spec.clips_per_video * per_record / SHARD_TARGET_BYTES))
             for s, n in counts.items()}
 

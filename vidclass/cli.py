@@ -23,7 +23,8 @@ def _add_probe(sub) -> None:
     p.add_argument("--num-frames", type=flags.integer(1, 1024), default=16)
     p.add_argument("--size", type=flags.integer(8, 4096), default=112)
     p.add_argument("--clips-per-video", type=flags.integer(1, 1000), default=1)
-    p.add_argument("--stride", type=flags.integer(1), default=None, help="frame step in a clip (default: spread over video)")
+    p.add_argument("--stride", type=flags.integer(1), default=None,
+                   help="frame step in a clip (default: spread over video)")
     p.add_argument("--seek", choices=("exact", "keyframe"), default="exact",
                    help="keyframe: each sampled frame snaps to its nearest keyframe (fast on long videos)")
     p.add_argument("--timeout", type=flags.number(0, low_open=True), default=60.0,

@@ -11,6 +11,7 @@ import math
 from typing import Any, Callable
 
 from vidclass import errors
+from vidclass.dataset import JPEG_BYTES_PER_PIXEL
 
 # A clip over this many raw bytes (frames x size^2 x 3) is refused unless --allow-large: 16 frames at
 # 1152 px; `--size 3000` made 432 MB clips and 3.4 GB of shards for six videos.
@@ -68,6 +69,7 @@ def check_clip_size(num_frames: int, size: int, clips: int = 1, allow_large: boo
     shards on disk) unless `allow_large`; the message gives the estimate."""
     raw = num_frames * size * size * 3
     if raw > MAX_CLIP_BYTES and not allow_large:
-        raise errors.UsageError(f"--num-frames {num_frames} x --size {size} makes {raw / 2**20:.0f} MB clips (x{clips} per video; "
-                     f"~{raw * clips * 0.25 / 3 / 2**20:.0f} MB of JPEG per video): above the "
-                     f"{MAX_CLIP_BYTES >> 20} MB sanity bound; pass --allow-large if you mean it")
+        jpeg = raw / 3 * clips * JPEG_BYTES_PER_PIXEL
+        raise errors.UsageError(f"--num-frames {num_frames} x --size {size} makes {raw / 2**20:.0f} MB clips (x{clips} "
+                                f"per video; ~{jpeg / 2**20:.0f} MB of JPEG per video): above the "
+                                f"{MAX_CLIP_BYTES >> 20} MB sanity bound; pass --allow-large if you mean it")
