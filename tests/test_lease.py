@@ -104,21 +104,27 @@ def test_concurrent_processes_exactly_one_wins(kind, tmp_path, request):
         assert all(o.startswith("BUSY") and "holder " in o for o, c in zip(outs, codes) if c == 2)
 
 
-def test_concurrent_threads_exactly_one_wins(where):
-    """Eight threads of one process (memory:// spans only one) race: one winner; the others see it."""
-    barrier, won, busy = threading.Barrier(8), [], []
+def _race(where: str, who: str, n: int = 8) -> tuple[list, list[str]]:
+    """`n` threads try to acquire the lease at the same instant: (the leases won, the refusals' messages)."""
+    barrier, won, busy = threading.Barrier(n), [], []
 
     def race(i):
         barrier.wait()
         try:
-            won.append(lease.acquire(where, f"thread {i}"))
-        except errors.OutputBusy:
-            busy.append(i)
-    threads = [threading.Thread(target=race, args=(i,)) for i in range(8)]
+            won.append(lease.acquire(where, f"{who} {i}"))
+        except errors.OutputBusy as e:
+            busy.append(str(e))
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return won, busy
+
+
+def test_concurrent_threads_exactly_one_wins(where):
+    """Eight threads of one process (memory:// spans only one) race: one winner; the others see it."""
+    won, busy = _race(where, "thread")
     assert len(won) == 1 and len(busy) == 7
     won[0].release()
 
@@ -145,19 +151,7 @@ def _stale(where, ago=3600.0):
 def test_two_takeovers_of_one_stale_lease_one_wins(where):
     """Eight runs find the same expired lease at once: the conditional replace lets exactly one take it."""
     _stale(where)
-    barrier, won, busy = threading.Barrier(8), [], []
-
-    def race(i):
-        barrier.wait()
-        try:
-            won.append(lease.acquire(where, f"taker {i}"))
-        except errors.OutputBusy as e:
-            busy.append(str(e))
-    threads = [threading.Thread(target=race, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    won, busy = _race(where, "taker")
     assert len(won) == 1 and len(busy) == 7
     assert all("taker " in b for b in busy)  # they were told about the winner, not the dead run
     won[0].release()
