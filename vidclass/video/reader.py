@@ -143,15 +143,19 @@ class VideoReader:
                                          self._keyframes_only)
         if self._container is None or key is None:
             self.close()
-            self._container = containers.open_input(self.path, self.uri)
-            stream = self._container.streams[self.stream_index]
-            containers.configure_decoder(stream, self.limits.threads, self._keyframes_only)
-            self._frames, self._pos = self._decoded(stream, None), -1
+            self._frames, self._pos = self._decoded(self._reopen(), None), -1
             return
         stream = self._container.streams[self.stream_index]
         self._container.seek(int(self.index.pts[key]), stream=stream, backward=True, any_frame=False)
         stream.codec_context.flush_buffers()  # a drained decoder stays at its end until flushed
         self._frames, self._pos = self._decoded(stream, key), key - 1
+
+    def _reopen(self):
+        """A fresh container on the file, its video stream's decoder set up: the stream."""
+        self._container = containers.open_input(self.path, self.uri)
+        stream = self._container.streams[self.stream_index]
+        containers.configure_decoder(stream, self.limits.threads, self._keyframes_only)
+        return stream
 
     def _decoded(self, stream, key: int | None) -> Iterator[tuple[int | None, av.VideoFrame]]:
         """(position, frame) for every frame the decoder gives from here, recording what it skips."""
@@ -159,7 +163,7 @@ class VideoReader:
         for frame in self._raw_frames(stream):
             self._check_pixels(frame.width, frame.height)
             if self._size is None:
-                turned = int(round((frame.rotation or 0) / 90)) % 2
+                turned = quarter_turns(frame) % 2
                 self._size = (frame.height, frame.width) if turned else (frame.width, frame.height)
             pos = self.index.position_of(frame.pts)
             if pos is None:
@@ -167,11 +171,8 @@ class VideoReader:
             if first and key is not None and pos > key and not self._keyframes_only:
                 # landed past the keyframe asked for: start over from the beginning, once
                 self._container.close()
-                self._container = containers.open_input(self.path, self.uri)
-                s = self._container.streams[self.stream_index]
-                containers.configure_decoder(s, self.limits.threads, self._keyframes_only)
                 self._pos = -1
-                yield from self._decoded(s, None)
+                yield from self._decoded(self._reopen(), None)
                 return
             first = False
             if pos <= self._pos:
@@ -207,6 +208,11 @@ class VideoReader:
         if (width or 0) * (height or 0) > self.limits.max_pixels:
             raise errors.VideoError(errors.TOO_LARGE, self.uri, f"{width}x{height} frames exceed the "
                                     f"{self.limits.max_pixels} pixel limit")
+
+
+def quarter_turns(frame: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns the display matrix asks for (np.rot90's k), 0..3."""
+    return int(round((frame.rotation or 0) / 90)) % 4
 
 
 def _estimate(container, stream) -> int | None:

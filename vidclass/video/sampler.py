@@ -17,7 +17,7 @@ from vidclass import errors
 from vidclass.resize import resize_frame
 from vidclass.sampling import SamplingSpec, padded_frames, sample_indices
 from vidclass.video.clips import Clips, DecodeLimits, VideoInfo
-from vidclass.video.reader import VideoReader
+from vidclass.video.reader import VideoReader, quarter_turns
 from vidclass.video.source import local_copy
 
 _SEARCH_ROUNDS = 6  # substitutes are looked for 1, 2, 4, ... 32 frames away before a frame is given up
@@ -194,7 +194,7 @@ def _converter(spec: SamplingSpec) -> Callable[[av.VideoFrame], np.ndarray]:
     """Decoded frame -> RGB `size`x`size`: the display rotation applied first, then the resize policy."""
     def convert(frame: av.VideoFrame) -> np.ndarray:
         rgb = frame.to_ndarray(format="rgb24")
-        turns = int(round((frame.rotation or 0) / 90)) % 4
+        turns = quarter_turns(frame)
         if turns:
             rgb = np.rot90(rgb, turns)
         return resize_frame(np.ascontiguousarray(rgb), spec.size, spec.resize)
