@@ -33,6 +33,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+import vidclass  # noqa: F401  before TensorFlow, as the CLI imports them: it picks TF's CPU kernels
 import tensorflow as tf
 import keras
 

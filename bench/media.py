@@ -24,6 +24,8 @@ import time
 import av
 from av.video.frame import PictureType
 
+import vidclass  # noqa: F401  imported before any bench imports TensorFlow, as the CLI does (TF's CPU kernels)
+
 ENCODE = {"preset": "veryfast", "maxrate": "1M", "bufsize": "2M"}
 # Varied content so the decoder does real work: synthetic patterns, fractals, cellular automata, noise.
 # Bitrate is capped at 1 Mb/s, what 360p web video (the sources of UCF101, HMDB51, Kinetics) carries;

@@ -1,6 +1,10 @@
 """The model zoo's contract (see `vidclass/models/__init__.py`), on tiny clips the tests make."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -160,3 +164,21 @@ def test_default_model_learns_direction_of_motion():
     model.fit(x, y, batch_size=16, epochs=3, verbose=0)
     _, accuracy = model.evaluate(x_val, y_val, verbose=0)
     assert accuracy >= 0.9
+
+
+def _in_a_fresh_process(code: str, setting: str | None) -> str:
+    """What `code` prints in a fresh process that imports vidclass first, as the CLI and Beam workers do."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_tensorflow_runs_onednn_kernels_unless_the_user_turns_them_off():
+    """TF picks oneDNN itself only on AVX-512 VNNI/AMX CPUs; elsewhere its own 3-D convolutions train the
+    zoo 1.7-4x slower (bench/models.py). Importing vidclass turns oneDNN on; an explicit 0 still wins."""
+    assert _in_a_fresh_process("import vidclass, tensorflow\n"
+                               "from tensorflow.python.util import _pywrap_util_port as port\n"
+                               "print(port.IsMklEnabled())", None) == "True"
+    assert _in_a_fresh_process("import os, vidclass\nprint(os.environ['TF_ENABLE_ONEDNN_OPTS'])", "0") == "0"
