@@ -39,4 +39,4 @@ clean:
 
 # The whole chain on a synthetic dataset (about 5-10 minutes on 2 cores); outputs in demo-work/.
 demo: install
-	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/vidclass demo --workdir demo-work
+	$(VENV)/bin/vidclass demo --workdir demo-work

@@ -78,6 +78,23 @@ def test_verbose_shows_what_quiet_hides(tmp_path, flag):
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) > 1
 
 
+def test_tensorflow_start_up_lines_stay_out_even_when_tf_logging_is_turned_up(tmp_path):
+    """With TF_CPP_MIN_LOG_LEVEL=0 (a common shell setting) TensorFlow's start-up lines, cuInit's among
+    them in absl's pre-init format (seconds since the epoch), still stay out of the terminal."""
+    import os
+    from pipelines import preprocess
+    for c in ("a", "b"):
+        (tmp_path / "in" / c).mkdir(parents=True)
+        barcode_video(tmp_path / "in" / c / "0.mp4", 8)
+    assert preprocess.run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "ds"), "--num-frames", "4",
+                           "--size", "32", "--split", "train=1"]) == 0
+    proc = subprocess.run([sys.executable, "-m", "vidclass.cli", "inspect", str(tmp_path / "ds")],
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert proc.returncode == 0 and proc.stderr.strip().splitlines() == [
+        f"contact sheet (train, 2 clips): {tmp_path / 'ds' / 'contact_sheet.png'}"], proc.stderr
+
+
 def test_no_leftovers_in_tmpdir_or_home(tmp_path):
     """A run writes nothing outside its output: no Beam temp folders left in $TMPDIR, no keras.json,
     matplotlib cache or Beam cache in $HOME."""

@@ -15,8 +15,11 @@ import re
 import sys
 import threading
 
-_ABSL = re.compile(rb"^[IW]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\] ")
-_ABSL_ERROR = re.compile(rb"^E\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\] ")
+# absl's prefix: "W1208 06:11:42.123456  4055 file.cc:52] ", or before absl::InitializeLog() is called
+# (TensorFlow's first lines) "E0000 00:00:1796710011.214260  4055 file.cc:52] ": seconds since the epoch.
+_PREFIX = rb"\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\] "
+_ABSL = re.compile(rb"^[IW]" + _PREFIX)
+_ABSL_ERROR = re.compile(rb"^E" + _PREFIX)
 _NOISE = (b"All log messages before absl::InitializeLog() is called", b"failed call to cuInit",
           b"Could not find cuda drivers", b"Unable to register cu", b"oneDNN custom operations",
           b"rebuild TensorFlow with the appropriate compiler flags", b"To enable the following instructions",
