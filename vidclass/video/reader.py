@@ -150,7 +150,7 @@ class VideoReader:
         stream.codec_context.flush_buffers()  # a drained decoder stays at its end until flushed
         self._frames, self._pos = self._decoded(stream, key), key - 1
 
-    def _reopen(self):
+    def _reopen(self) -> av.video.stream.VideoStream:
         """A fresh container on the file, its video stream's decoder set up: the stream."""
         self._container = containers.open_input(self.path, self.uri)
         stream = self._container.streams[self.stream_index]
